@@ -1,0 +1,54 @@
+//! `datum`: run the Datum system on one machine and work with it.
+
+mod crds;
+mod up;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "datum", version, about = "Declare infrastructure as Kubernetes resources and run it for real")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the local control plane (etcd, kube-apiserver, kube-controller-manager) with
+    /// the Datum CRDs installed, and keep it running until Ctrl-C or `datum down`.
+    ///
+    /// Example: `datum up`, then in another terminal
+    /// `export KUBECONFIG=~/.local/share/datum/kubeconfig; kubectl get locations`
+    Up(up::UpArgs),
+    /// Stop a running `datum up`.
+    ///
+    /// Example: `datum down`
+    Down(up::DownArgs),
+    /// Print the Datum CRDs as YAML, or write one file per CRD into a directory.
+    ///
+    /// Example: `datum crds | kubectl apply -f -` or `datum crds --write config/crd`
+    Crds(crds::CrdsArgs),
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,datum=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Up(args) => up::up(args).await,
+        Command::Down(args) => up::down(args).await,
+        Command::Crds(args) => crds::crds(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The test command: sets up what the tests need (once per machine), then runs formatting,
+# lints and every test against a real control plane.
+#
+#   tools/test.sh                 everything
+#   tools/test.sh -p datum-api    extra arguments go to `cargo test`
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# Build output lives in a per-machine cache, shared by every checkout and by CI.
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/datum/target}
+
+tools/setup.sh
+echo "== control plane binaries" >&2
+tools/control-plane.sh >/dev/null
+
+echo "== cargo fmt --check" >&2
+cargo fmt --all -- --check
+echo "== cargo clippy" >&2
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test" >&2
+cargo test --workspace --locked "$@"
