@@ -29,9 +29,13 @@ pub fn crds(args: CrdsArgs) -> anyhow::Result<()> {
     }
     for crd in &crds {
         let path = dir.join(datum_api::crds::file_name(crd));
-        std::fs::write(&path, datum_api::crds::to_yaml(crd)?).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(&path, datum_api::crds::to_yaml(crd)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
-    std::fs::write(dir.join("kustomization.yaml"), datum_api::crds::kustomization(&crds))?;
+    std::fs::write(
+        dir.join("kustomization.yaml"),
+        datum_api::crds::kustomization(&crds),
+    )?;
     eprintln!("wrote {} CRDs to {}", crds.len(), dir.display());
     Ok(())
 }

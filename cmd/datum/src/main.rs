@@ -6,7 +6,11 @@ mod up;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "datum", version, about = "Declare infrastructure as Kubernetes resources and run it for real")]
+#[command(
+    name = "datum",
+    version,
+    about = "Declare infrastructure as Kubernetes resources and run it for real"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -34,7 +38,8 @@ enum Command {
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,datum=info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,datum=info".into()),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -32,7 +32,8 @@ fn default_data_dir() -> anyhow::Result<PathBuf> {
     if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(dir).join("datum"));
     }
-    let home = std::env::var_os("HOME").context("neither XDG_DATA_HOME nor HOME is set; pass --data-dir")?;
+    let home = std::env::var_os("HOME")
+        .context("neither XDG_DATA_HOME nor HOME is set; pass --data-dir")?;
     Ok(PathBuf::from(home).join(".local/share/datum"))
 }
 
@@ -42,9 +43,15 @@ fn pid_file(dir: &Path) -> PathBuf {
 
 /// The pid of a running `datum up` for this directory, if there is one.
 fn running_pid(dir: &Path) -> Option<u32> {
-    let pid: u32 = std::fs::read_to_string(pid_file(dir)).ok()?.trim().parse().ok()?;
+    let pid: u32 = std::fs::read_to_string(pid_file(dir))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    String::from_utf8_lossy(&cmdline).contains("datum").then_some(pid)
+    String::from_utf8_lossy(&cmdline)
+        .contains("datum")
+        .then_some(pid)
 }
 
 fn step(n: usize, total: usize, what: &str) {
@@ -57,15 +64,25 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         None => default_data_dir()?,
     };
     if let Some(pid) = running_pid(&dir) {
-        bail!("datum is already running (pid {pid}) with state in {}; stop it with `datum down`", dir.display());
+        bail!(
+            "datum is already running (pid {pid}) with state in {}; stop it with `datum down`",
+            dir.display()
+        );
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
 
-    step(1, 3, "starting etcd, kube-apiserver and kube-controller-manager (the first run builds them from source, several minutes)");
+    step(
+        1,
+        3,
+        "starting etcd, kube-apiserver and kube-controller-manager (the first run builds them from source, several minutes)",
+    );
     let started = Instant::now();
-    let plane = ControlPlane::start(Options { data_dir: Some(dir.clone()), apiserver_port: Some(args.port) })
-        .await
-        .context("the control plane did not start")?;
+    let plane = ControlPlane::start(Options {
+        data_dir: Some(dir.clone()),
+        apiserver_port: Some(args.port),
+    })
+    .await
+    .context("the control plane did not start")?;
     let client = plane.admin_client().await?;
 
     step(2, 3, "installing the Datum CRDs");
@@ -107,10 +124,16 @@ pub async fn down(args: DownArgs) -> anyhow::Result<()> {
         None => default_data_dir()?,
     };
     let Some(pid) = running_pid(&dir) else {
-        eprintln!("datum is not running (no live process in {})", pid_file(&dir).display());
+        eprintln!(
+            "datum is not running (no live process in {})",
+            pid_file(&dir).display()
+        );
         return Ok(());
     };
-    let status = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status()?;
+    let status = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()?;
     if !status.success() {
         bail!("could not signal datum (pid {pid}); is it running as another user?");
     }

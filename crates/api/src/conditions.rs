@@ -119,13 +119,25 @@ mod tests {
             ..new("Ready", ConditionStatus::False, "Pending", "waiting", 1)
         }];
 
-        let changed = set(&mut list, new("Ready", ConditionStatus::False, "Provisioning", "creating", 2));
+        let changed = set(
+            &mut list,
+            new(
+                "Ready",
+                ConditionStatus::False,
+                "Provisioning",
+                "creating",
+                2,
+            ),
+        );
         assert!(changed, "reason, message and generation changed");
         assert_eq!(list[0].last_transition_time, at(100));
         assert_eq!(list[0].reason, "Provisioning");
         assert_eq!(list[0].observed_generation, Some(2));
 
-        let changed = set(&mut list, new("Ready", ConditionStatus::True, "Running", "up", 2));
+        let changed = set(
+            &mut list,
+            new("Ready", ConditionStatus::True, "Running", "up", 2),
+        );
         assert!(changed);
         assert_ne!(list[0].last_transition_time, at(100));
         assert!(is_true(&list, "Ready"));
@@ -134,9 +146,15 @@ mod tests {
     #[test]
     fn identical_condition_reports_no_change() {
         let mut list = Vec::new();
-        assert!(set(&mut list, new("Programmed", ConditionStatus::True, "Done", "ok", 3)));
+        assert!(set(
+            &mut list,
+            new("Programmed", ConditionStatus::True, "Done", "ok", 3)
+        ));
         let stamped = list[0].last_transition_time.clone();
-        assert!(!set(&mut list, new("Programmed", ConditionStatus::True, "Done", "ok", 3)));
+        assert!(!set(
+            &mut list,
+            new("Programmed", ConditionStatus::True, "Done", "ok", 3)
+        ));
         assert_eq!(list.len(), 1);
         assert_eq!(list[0].last_transition_time, stamped);
     }
@@ -144,8 +162,14 @@ mod tests {
     #[test]
     fn conditions_are_kept_per_type() {
         let mut list = Vec::new();
-        set(&mut list, new("Programmed", ConditionStatus::True, "Done", "ok", 1));
-        set(&mut list, new("Running", ConditionStatus::Unknown, "Pending", "", 1));
+        set(
+            &mut list,
+            new("Programmed", ConditionStatus::True, "Done", "ok", 1),
+        );
+        set(
+            &mut list,
+            new("Running", ConditionStatus::Unknown, "Pending", "", 1),
+        );
         assert_eq!(list.len(), 2);
         assert!(has_status(&list, "Running", ConditionStatus::Unknown));
         assert!(!is_true(&list, "Missing"));

@@ -16,7 +16,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
     .into_iter()
     .flatten()
     .collect();
-    crds.sort_by(|a, b| file_name(a).cmp(&file_name(b)));
+    crds.sort_by_key(file_name);
     crds
 }
 

@@ -27,7 +27,10 @@ fn committed_crds_match_the_types() {
     }
     for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".yaml") && name != "kustomization.yaml" && !expected_files.contains(&name) {
+        if name.ends_with(".yaml")
+            && name != "kustomization.yaml"
+            && !expected_files.contains(&name)
+        {
             stale.push(format!("{name} is no longer generated"));
         }
     }

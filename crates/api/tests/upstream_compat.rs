@@ -19,12 +19,20 @@ fn upstream_crds() -> BTreeMap<String, Value> {
         let crd: Value = serde_yaml::from_str(&text).expect("CRD YAML");
         crds.insert(key(&crd), crd);
     }
-    assert!(crds.len() >= 10, "expected the upstream CRDs under {}", dir.display());
+    assert!(
+        crds.len() >= 10,
+        "expected the upstream CRDs under {}",
+        dir.display()
+    );
     crds
 }
 
 fn key(crd: &Value) -> String {
-    format!("{}/{}", crd["spec"]["group"].as_str().unwrap_or_default(), crd["spec"]["names"]["kind"].as_str().unwrap_or_default())
+    format!(
+        "{}/{}",
+        crd["spec"]["group"].as_str().unwrap_or_default(),
+        crd["spec"]["names"]["kind"].as_str().unwrap_or_default()
+    )
 }
 
 fn schema_of(crd: &Value, version: &str) -> Option<Value> {
@@ -69,13 +77,19 @@ fn compare(path: &str, upstream: &Value, ours: &Value, problems: &mut Vec<String
     if let Some(default) = upstream.get("default")
         && ours.get("default") != Some(default)
     {
-        problems.push(format!("{path}: upstream default {default}, ours {:?}", ours.get("default")));
+        problems.push(format!(
+            "{path}: upstream default {default}, ours {:?}",
+            ours.get("default")
+        ));
     }
     for ext in ["x-kubernetes-list-type", "x-kubernetes-list-map-keys"] {
         if let Some(semantics) = upstream.get(ext)
             && ours.get(ext) != Some(semantics)
         {
-            problems.push(format!("{path}: upstream {ext} {semantics}, ours {:?}", ours.get(ext)));
+            problems.push(format!(
+                "{path}: upstream {ext} {semantics}, ours {:?}",
+                ours.get(ext)
+            ));
         }
     }
     if let Some(properties) = upstream.get("properties").and_then(Value::as_object) {
@@ -94,7 +108,10 @@ fn compare(path: &str, upstream: &Value, ours: &Value, problems: &mut Vec<String
             None => problems.push(format!("{path}[]: our array has no item schema")),
         }
     }
-    if let Some(values) = upstream.get("additionalProperties").filter(|v| v.is_object()) {
+    if let Some(values) = upstream
+        .get("additionalProperties")
+        .filter(|v| v.is_object())
+    {
         match ours.get("additionalProperties").filter(|v| v.is_object()) {
             Some(our_values) => compare(&format!("{path}{{}}"), values, our_values, problems),
             None if preserves_unknown(ours) => {}
@@ -119,16 +136,40 @@ fn every_upstream_field_exists_with_the_same_type_default_and_list_semantics() {
             problems.push(format!("{kind}: we have no CRD for this kind"));
             continue;
         };
-        for version in upstream["spec"]["versions"].as_array().into_iter().flatten() {
+        for version in upstream["spec"]["versions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             let name = version["name"].as_str().unwrap_or_default();
             let Some(our_schema) = schema_of(our_crd, name) else {
                 problems.push(format!("{kind}: we do not serve version {name}"));
                 continue;
             };
-            compare(&format!("{kind} {name}"), &version["schema"]["openAPIV3Schema"], &our_schema, &mut problems);
+            // apiVersion, kind and metadata are the API server's own; kube's derive omits them.
+            let mut upstream_schema = version["schema"]["openAPIV3Schema"].clone();
+            if let Some(properties) = upstream_schema
+                .get_mut("properties")
+                .and_then(Value::as_object_mut)
+            {
+                for implicit in ["apiVersion", "kind", "metadata"] {
+                    properties.remove(implicit);
+                }
+            }
+            compare(
+                &format!("{kind} {name}"),
+                &upstream_schema,
+                &our_schema,
+                &mut problems,
+            );
         }
     }
-    assert!(problems.is_empty(), "{} incompatibilities with upstream:\n{}", problems.len(), problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "{} incompatibilities with upstream:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
 }
 
 #[test]
@@ -142,21 +183,34 @@ fn printer_columns_include_upstreams() {
         .collect();
     let mut problems = Vec::new();
     for (kind, upstream) in upstream_crds() {
-        let Some(our_crd) = ours.get(&kind) else { continue };
-        for version in upstream["spec"]["versions"].as_array().into_iter().flatten() {
+        let Some(our_crd) = ours.get(&kind) else {
+            continue;
+        };
+        for version in upstream["spec"]["versions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             let our_version = our_crd["spec"]["versions"]
                 .as_array()
                 .and_then(|vs| vs.iter().find(|v| v["name"] == version["name"]))
                 .cloned()
                 .unwrap_or_default();
-            for column in version["additionalPrinterColumns"].as_array().into_iter().flatten() {
+            for column in version["additionalPrinterColumns"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
                 let found = our_version["additionalPrinterColumns"]
                     .as_array()
                     .into_iter()
                     .flatten()
                     .any(|c| c["name"] == column["name"] && c["jsonPath"] == column["jsonPath"]);
                 if !found {
-                    problems.push(format!("{kind}: printer column {} ({}) missing", column["name"], column["jsonPath"]));
+                    problems.push(format!(
+                        "{kind}: printer column {} ({}) missing",
+                        column["name"], column["jsonPath"]
+                    ));
                 }
             }
         }
@@ -187,8 +241,14 @@ fn the_walker_reports_missing_fields_and_type_changes() {
     compare("t", &upstream, &ours, &mut problems);
     let text = problems.join("\n");
     assert!(text.contains("t.a: missing"), "{text}");
-    assert!(text.contains("t.b[].c: upstream type integer, ours string"), "{text}");
-    assert!(text.contains("t.b: upstream x-kubernetes-list-type"), "{text}");
+    assert!(
+        text.contains("t.b[].c: upstream type integer, ours string"),
+        "{text}"
+    );
+    assert!(
+        text.contains("t.b: upstream x-kubernetes-list-type"),
+        "{text}"
+    );
     assert!(text.contains("t.d: upstream default"), "{text}");
     let mut none = Vec::new();
     compare("t", &upstream, &upstream, &mut none);

@@ -12,10 +12,10 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 use tokio::sync::OnceCell;
 
+use crate::Error;
 use crate::binaries::locate_binaries;
 use crate::pki::{Pki, write_private};
 use crate::process::{ManagedProcess, remove_on_exit};
-use crate::Error;
 
 /// How long the API server may take to become ready; a cold start on 2 cores takes ~10 s.
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -52,9 +52,16 @@ impl Ports {
     fn load_or_pick(dir: &Path, apiserver: Option<u16>) -> Result<Self, Error> {
         let file = dir.join("ports");
         if let Ok(text) = std::fs::read_to_string(&file) {
-            let numbers: Vec<u16> = text.split_whitespace().filter_map(|n| n.parse().ok()).collect();
+            let numbers: Vec<u16> = text
+                .split_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .collect();
             if let [etcd_client, etcd_peer, stored] = numbers[..] {
-                return Ok(Self { etcd_client, etcd_peer, apiserver: apiserver.unwrap_or(stored) });
+                return Ok(Self {
+                    etcd_client,
+                    etcd_peer,
+                    apiserver: apiserver.unwrap_or(stored),
+                });
             }
         }
         let ports = Self {
@@ -65,7 +72,10 @@ impl Ports {
                 None => free_port()?,
             },
         };
-        let text = format!("{} {} {}\n", ports.etcd_client, ports.etcd_peer, ports.apiserver);
+        let text = format!(
+            "{} {} {}\n",
+            ports.etcd_client, ports.etcd_peer, ports.apiserver
+        );
         std::fs::write(&file, text).map_err(|source| Error::Write { path: file, source })?;
         Ok(ports)
     }
@@ -75,7 +85,10 @@ fn free_port() -> Result<u16, Error> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .map_err(|source| Error::Spawn { name: "port allocation", source })
+        .map_err(|source| Error::Spawn {
+            name: "port allocation",
+            source,
+        })
 }
 
 impl ControlPlane {
@@ -83,7 +96,11 @@ impl ControlPlane {
     pub async fn shared() -> Result<&'static ControlPlane, Error> {
         static SHARED: OnceCell<Result<ControlPlane, String>> = OnceCell::const_new();
         SHARED
-            .get_or_init(|| async { Self::start(Options::default()).await.map_err(|e| e.to_string()) })
+            .get_or_init(|| async {
+                Self::start(Options::default())
+                    .await
+                    .map_err(|e| e.to_string())
+            })
             .await
             .as_ref()
             .map_err(|e| Error::StartFailed(e.clone()))
@@ -103,7 +120,13 @@ impl ControlPlane {
         let pki = Pki::load_or_generate(&data_dir.join("pki"))?;
         let server = format!("https://127.0.0.1:{}", ports.apiserver);
         let kubeconfig = data_dir.join("kubeconfig");
-        write_kubeconfig(&kubeconfig, &server, &pki.ca_cert, &pki.admin_cert, &pki.admin_key)?;
+        write_kubeconfig(
+            &kubeconfig,
+            &server,
+            &pki.ca_cert,
+            &pki.admin_cert,
+            &pki.admin_key,
+        )?;
         let controller_manager_kubeconfig = data_dir.join("controller-manager.kubeconfig");
         write_kubeconfig(
             &controller_manager_kubeconfig,
@@ -114,14 +137,31 @@ impl ControlPlane {
         )?;
 
         let logs = data_dir.join("logs");
-        std::fs::create_dir_all(&logs).map_err(|source| Error::Write { path: logs.clone(), source })?;
-        let mut plane = ControlPlane { data_dir, server, pki, kubeconfig, processes: Vec::new() };
+        std::fs::create_dir_all(&logs).map_err(|source| Error::Write {
+            path: logs.clone(),
+            source,
+        })?;
+        let mut plane = ControlPlane {
+            data_dir,
+            server,
+            pki,
+            kubeconfig,
+            processes: Vec::new(),
+        };
         let persistent = options.data_dir.is_some();
 
-        plane.processes.push(ManagedProcess::start("etcd", &bins.etcd(), plane.etcd_args(ports, persistent), &logs)?);
-        plane
-            .processes
-            .push(ManagedProcess::start("kube-apiserver", &bins.kube_apiserver(), plane.apiserver_args(ports), &logs)?);
+        plane.processes.push(ManagedProcess::start(
+            "etcd",
+            &bins.etcd(),
+            plane.etcd_args(ports, persistent),
+            &logs,
+        )?);
+        plane.processes.push(ManagedProcess::start(
+            "kube-apiserver",
+            &bins.kube_apiserver(),
+            plane.apiserver_args(ports),
+            &logs,
+        )?);
         plane.wait_ready().await?;
         plane.processes.push(ManagedProcess::start(
             "kube-controller-manager",
@@ -165,8 +205,14 @@ impl ControlPlane {
             format!("--tls-private-key-file={}", pki.serving_key.display()),
             format!("--client-ca-file={}", pki.ca_cert.display()),
             "--service-account-issuer=https://kubernetes.default.svc".to_owned(),
-            format!("--service-account-key-file={}", pki.service_account_pub.display()),
-            format!("--service-account-signing-key-file={}", pki.service_account_key.display()),
+            format!(
+                "--service-account-key-file={}",
+                pki.service_account_pub.display()
+            ),
+            format!(
+                "--service-account-signing-key-file={}",
+                pki.service_account_key.display()
+            ),
             "--authorization-mode=RBAC".to_owned(),
             "--service-cluster-ip-range=10.0.0.0/24".to_owned(),
             "--allow-privileged=true".to_owned(),
@@ -185,7 +231,9 @@ impl ControlPlane {
                 process.check_running()?;
             }
             if let Ok(client) = self.admin_client().await {
-                let request = http::Request::get("/readyz").body(Vec::new()).map_err(|e| Error::Client(e.to_string()))?;
+                let request = http::Request::get("/readyz")
+                    .body(Vec::new())
+                    .map_err(|e| Error::Client(e.to_string()))?;
                 if let Ok(body) = client.request_text(request).await
                     && body.trim() == "ok"
                 {
@@ -193,8 +241,16 @@ impl ControlPlane {
                 }
             }
             if started.elapsed() > READY_TIMEOUT {
-                let log = self.processes.last().map(ManagedProcess::log_tail).unwrap_or_default();
-                return Err(Error::NotReady { name: "kube-apiserver", seconds: READY_TIMEOUT.as_secs(), log });
+                let log = self
+                    .processes
+                    .last()
+                    .map(ManagedProcess::log_tail)
+                    .unwrap_or_default();
+                return Err(Error::NotReady {
+                    name: "kube-apiserver",
+                    seconds: READY_TIMEOUT.as_secs(),
+                    log,
+                });
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -223,7 +279,8 @@ impl ControlPlane {
     /// A client with cluster-admin rights. Each call builds a new client, so a client never
     /// outlives the async runtime it was made on (each `#[tokio::test]` has its own).
     pub async fn admin_client(&self) -> Result<Client, Error> {
-        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).map_err(|e| Error::Client(e.to_string()))?;
+        let kubeconfig =
+            Kubeconfig::read_from(&self.kubeconfig).map_err(|e| Error::Client(e.to_string()))?;
         client_from(kubeconfig).await
     }
 
@@ -238,7 +295,10 @@ impl ControlPlane {
     ) -> Result<(Client, PathBuf), Error> {
         let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), namespace);
         let account = ServiceAccount {
-            metadata: ObjectMeta { name: Some(name.to_owned()), ..ObjectMeta::default() },
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                ..ObjectMeta::default()
+            },
             ..ServiceAccount::default()
         };
         match accounts.create(&PostParams::default(), &account).await {
@@ -247,14 +307,25 @@ impl ControlPlane {
             Err(e) => return Err(e.into()),
         }
         let request = TokenRequest {
-            spec: Some(TokenRequestSpec { expiration_seconds: Some(24 * 3600), ..TokenRequestSpec::default() }),
+            spec: Some(TokenRequestSpec {
+                expiration_seconds: Some(24 * 3600),
+                ..TokenRequestSpec::default()
+            }),
             ..TokenRequest::default()
         };
-        let issued = accounts.create_token_request(name, &PostParams::default(), &request).await?;
-        let token = issued.status.and_then(|s| s.token).ok_or_else(|| Error::Client("no token issued".into()))?;
+        let issued = accounts
+            .create_token_request(name, &PostParams::default(), &request)
+            .await?;
+        let token = issued
+            .status
+            .and_then(|s| s.token)
+            .ok_or_else(|| Error::Client("no token issued".into()))?;
 
         let dir = self.data_dir.join("kubeconfigs");
-        std::fs::create_dir_all(&dir).map_err(|source| Error::Write { path: dir.clone(), source })?;
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Write {
+            path: dir.clone(),
+            source,
+        })?;
         let path = dir.join(format!("{namespace}.{name}.kubeconfig"));
         let yaml = kubeconfig_yaml(&self.server, &self.pki.ca_cert, &format!("token: {token}"));
         write_private(&path, &yaml)?;
@@ -268,7 +339,13 @@ impl ControlPlane {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let mut stem: String = prefix
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
             .collect();
         stem.truncate(50);
         let name = format!("{}-{n}", stem.trim_matches('-'));
@@ -280,13 +357,17 @@ impl ControlPlane {
             },
             ..Namespace::default()
         };
-        Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &namespace).await?;
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await?;
         Ok(name)
     }
 
     /// Fails with the log tail of the first process that has exited.
     pub fn check_running(&self) -> Result<(), Error> {
-        self.processes.iter().try_for_each(ManagedProcess::check_running)
+        self.processes
+            .iter()
+            .try_for_each(ManagedProcess::check_running)
     }
 
     /// Stops the controller manager, API server and etcd, in that order.
@@ -336,7 +417,10 @@ fn temporary_data_dir() -> Result<PathBuf, Error> {
         }
     }
     let dir = root.join(std::process::id().to_string());
-    std::fs::create_dir_all(&dir).map_err(|source| Error::Write { path: dir.clone(), source })?;
+    std::fs::create_dir_all(&dir).map_err(|source| Error::Write {
+        path: dir.clone(),
+        source,
+    })?;
     // DATUM_TESTENV_KEEP=1 keeps the directory (logs, etcd data) for debugging a failure.
     if std::env::var_os("DATUM_TESTENV_KEEP").is_none() {
         remove_on_exit(&dir)?;
@@ -368,8 +452,18 @@ current-context: datum
     )
 }
 
-fn write_kubeconfig(path: &Path, server: &str, ca: &Path, cert: &Path, key: &Path) -> Result<(), Error> {
-    let user = format!("client-certificate: {}\n    client-key: {}", cert.display(), key.display());
+fn write_kubeconfig(
+    path: &Path,
+    server: &str,
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+) -> Result<(), Error> {
+    let user = format!(
+        "client-certificate: {}\n    client-key: {}",
+        cert.display(),
+        key.display()
+    );
     write_private(path, &kubeconfig_yaml(server, ca, &user))
 }
 

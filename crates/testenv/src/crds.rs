@@ -16,23 +16,41 @@ pub async fn install_crds(client: &Client, crds: &[CustomResourceDefinition]) ->
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let params = PatchParams::apply("datum").force();
     for crd in crds {
-        api.patch(&crd.name_any(), &params, &Patch::Apply(crd)).await?;
+        api.patch(&crd.name_any(), &params, &Patch::Apply(crd))
+            .await?;
     }
     let started = Instant::now();
     for crd in crds {
         let name = crd.name_any();
         loop {
             let current = api.get(&name).await?;
-            let conditions = current.status.and_then(|s| s.conditions).unwrap_or_default();
-            let status_of = |t: &str| conditions.iter().find(|c| c.type_ == t).map(|c| c.status.clone());
+            let conditions = current
+                .status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default();
+            let status_of = |t: &str| {
+                conditions
+                    .iter()
+                    .find(|c| c.type_ == t)
+                    .map(|c| c.status.clone())
+            };
             if status_of("Established").as_deref() == Some("True") {
                 break;
             }
-            if let Some(rejected) = conditions.iter().find(|c| c.type_ == "NamesAccepted" && c.status == "False") {
-                return Err(Error::CrdNotEstablished { name, detail: rejected.message.clone().unwrap_or_default() });
+            if let Some(rejected) = conditions
+                .iter()
+                .find(|c| c.type_ == "NamesAccepted" && c.status == "False")
+            {
+                return Err(Error::CrdNotEstablished {
+                    name,
+                    detail: rejected.message.clone().unwrap_or_default(),
+                });
             }
             if started.elapsed() > ESTABLISH_TIMEOUT {
-                return Err(Error::CrdNotEstablished { name, detail: format!("conditions: {conditions:?}") });
+                return Err(Error::CrdNotEstablished {
+                    name,
+                    detail: format!("conditions: {conditions:?}"),
+                });
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

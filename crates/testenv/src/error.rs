@@ -6,13 +6,27 @@ pub enum Error {
     #[error("failed to build the control plane binaries (tools/control-plane.sh): {0}")]
     Build(String),
     #[error("failed to write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("failed to start {name}: {source}")]
-    Spawn { name: &'static str, source: std::io::Error },
+    Spawn {
+        name: &'static str,
+        source: std::io::Error,
+    },
     #[error("{name} exited before it was ready ({status}); last log lines:\n{log}")]
-    Exited { name: &'static str, status: String, log: String },
+    Exited {
+        name: &'static str,
+        status: String,
+        log: String,
+    },
     #[error("{name} was not ready after {seconds}s; last log lines:\n{log}")]
-    NotReady { name: &'static str, seconds: u64, log: String },
+    NotReady {
+        name: &'static str,
+        seconds: u64,
+        log: String,
+    },
     #[error("failed to generate certificates: {0}")]
     Certificates(#[from] rcgen::Error),
     #[error("failed to build a client: {0}")]

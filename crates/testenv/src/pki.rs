@@ -48,13 +48,21 @@ impl Pki {
         if pki.all().iter().all(|p| p.exists()) {
             return Ok(pki);
         }
-        std::fs::create_dir_all(dir).map_err(|source| Error::Write { path: dir.into(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| Error::Write {
+            path: dir.into(),
+            source,
+        })?;
 
         let ca_key = KeyPair::generate()?;
         let mut ca = CertificateParams::new(Vec::<String>::new())?;
-        ca.distinguished_name.push(DnType::CommonName, "datum-local-ca");
+        ca.distinguished_name
+            .push(DnType::CommonName, "datum-local-ca");
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        ca.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         let ca_cert = ca.self_signed(&ca_key)?;
         let issuer = Issuer::new(ca, ca_key);
         write_private(&pki.ca_cert, &ca_cert.pem())?;
@@ -67,14 +75,29 @@ impl Pki {
             "kubernetes.default.svc".to_owned(),
             "kubernetes.default.svc.cluster.local".to_owned(),
         ])?;
-        serving.subject_alt_names.push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-        serving.subject_alt_names.push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))));
-        serving.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+        serving
+            .subject_alt_names
+            .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        serving
+            .subject_alt_names
+            .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))));
+        serving
+            .distinguished_name
+            .push(DnType::CommonName, "kube-apiserver");
         serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        write_private(&pki.serving_cert, &serving.signed_by(&serving_key, &issuer)?.pem())?;
+        write_private(
+            &pki.serving_cert,
+            &serving.signed_by(&serving_key, &issuer)?.pem(),
+        )?;
         write_private(&pki.serving_key, &serving_key.serialize_pem())?;
 
-        client_cert(&issuer, "datum-admin", "system:masters", &pki.admin_cert, &pki.admin_key)?;
+        client_cert(
+            &issuer,
+            "datum-admin",
+            "system:masters",
+            &pki.admin_cert,
+            &pki.admin_key,
+        )?;
         // The controller manager runs every controller under its own identity
         // (--use-service-account-credentials=false), so it needs more than the bootstrap
         // `system:kube-controller-manager` role: the garbage collector deletes anything.
@@ -117,7 +140,9 @@ fn client_cert(
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.distinguished_name.push(DnType::CommonName, user);
-    params.distinguished_name.push(DnType::OrganizationName, group);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, group);
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     write_private(cert_path, &params.signed_by(&key, issuer)?.pem())?;
     write_private(key_path, &key.serialize_pem())
@@ -134,5 +159,8 @@ pub(crate) fn write_private(path: &Path, contents: &str) -> Result<(), Error> {
         .mode(0o600)
         .open(path)
         .and_then(|mut f| f.write_all(contents.as_bytes()))
-        .map_err(|source| Error::Write { path: path.into(), source })
+        .map_err(|source| Error::Write {
+            path: path.into(),
+            source,
+        })
 }

@@ -40,7 +40,13 @@ fn supervisor() -> &'static Mutex<mpsc::Sender<SpawnJob>> {
 }
 
 /// Spawns `program args` on the supervisor thread, under `setpriv --pdeathsig <signal>`.
-fn spawn_supervised(signal: &str, program: &Path, args: &[String], output: Stdio, errors: Stdio) -> std::io::Result<Child> {
+fn spawn_supervised(
+    signal: &str,
+    program: &Path,
+    args: &[String],
+    output: Stdio,
+    errors: Stdio,
+) -> std::io::Result<Child> {
     let mut command = Command::new("setpriv");
     command
         .args(["--pdeathsig", signal, "--"])
@@ -58,7 +64,8 @@ fn spawn_supervised(signal: &str, program: &Path, args: &[String], output: Stdio
         .map_err(|_| std::io::Error::other("supervisor lock poisoned"))?
         .send(job)
         .map_err(|_| std::io::Error::other("supervisor thread is gone"))?;
-    rx.recv().map_err(|_| std::io::Error::other("supervisor thread dropped the spawn"))?
+    rx.recv()
+        .map_err(|_| std::io::Error::other("supervisor thread dropped the spawn"))?
 }
 
 /// One running control-plane process with its log file.
@@ -70,13 +77,22 @@ pub struct ManagedProcess {
 }
 
 impl ManagedProcess {
-    pub fn start(name: &'static str, program: &Path, args: Vec<String>, log_dir: &Path) -> Result<Self, Error> {
+    pub fn start(
+        name: &'static str,
+        program: &Path,
+        args: Vec<String>,
+        log_dir: &Path,
+    ) -> Result<Self, Error> {
         let log = log_dir.join(format!("{name}.log"));
         let child = File::create(&log)
             .and_then(|out| Ok((out.try_clone()?, out)))
             .and_then(|(out, err)| spawn_supervised("KILL", program, &args, out.into(), err.into()))
             .map_err(|source| Error::Spawn { name, source })?;
-        Ok(Self { name, child: Mutex::new(child), log })
+        Ok(Self {
+            name,
+            child: Mutex::new(child),
+            log,
+        })
     }
 
     /// Fails with the log's tail if the process has exited.
@@ -84,8 +100,16 @@ impl ManagedProcess {
         let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
         match child.try_wait() {
             Ok(None) => Ok(()),
-            Ok(Some(status)) => Err(Error::Exited { name: self.name, status: status.to_string(), log: self.log_tail() }),
-            Err(e) => Err(Error::Exited { name: self.name, status: e.to_string(), log: self.log_tail() }),
+            Ok(Some(status)) => Err(Error::Exited {
+                name: self.name,
+                status: status.to_string(),
+                log: self.log_tail(),
+            }),
+            Err(e) => Err(Error::Exited {
+                name: self.name,
+                status: e.to_string(),
+                log: self.log_tail(),
+            }),
         }
     }
 
@@ -105,7 +129,10 @@ impl ManagedProcess {
             return;
         }
         // No signal API in std: `kill` from procps/coreutils sends SIGTERM.
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             if matches!(child.try_wait(), Ok(Some(_))) {
@@ -133,8 +160,15 @@ fn tail(path: &Path, bytes: u64) -> String {
 /// its parent-death signal, then deletes the directory.
 pub fn remove_on_exit(dir: &Path) -> Result<(), Error> {
     let script = r#"trap 'kill $! 2>/dev/null; sleep 1; rm -rf -- "$0"; exit 0' TERM; sleep infinity & wait"#;
-    let args = ["-c".to_owned(), script.to_owned(), dir.display().to_string()];
+    let args = [
+        "-c".to_owned(),
+        script.to_owned(),
+        dir.display().to_string(),
+    ];
     spawn_supervised("TERM", Path::new("sh"), &args, Stdio::null(), Stdio::null())
         .map(drop)
-        .map_err(|source| Error::Spawn { name: "cleanup", source })
+        .map_err(|source| Error::Spawn {
+            name: "cleanup",
+            source,
+        })
 }

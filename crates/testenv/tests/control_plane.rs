@@ -28,7 +28,10 @@ where
 }
 
 fn meta(name: &str) -> ObjectMeta {
-    ObjectMeta { name: Some(name.to_owned()), ..ObjectMeta::default() }
+    ObjectMeta {
+        name: Some(name.to_owned()),
+        ..ObjectMeta::default()
+    }
 }
 
 #[tokio::test]
@@ -36,7 +39,10 @@ async fn serves_the_pinned_kubernetes_version() -> anyhow::Result<()> {
     let cp = ControlPlane::shared().await?;
     let client = cp.admin_client().await?;
     let version = client.apiserver_version().await?;
-    let pinned = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tools/kube/go.mod"))?;
+    let pinned = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tools/kube/go.mod"
+    ))?;
     assert!(
         pinned.contains(&format!("k8s.io/kubernetes {}", version.git_version)),
         "API server reports {} which is not the version pinned in tools/kube/go.mod",
@@ -54,8 +60,14 @@ async fn service_accounts_get_only_what_rbac_grants() -> anyhow::Result<()> {
     assert!(kubeconfig.exists());
 
     let secrets: Api<Secret> = Api::namespaced(reader.clone(), &ns);
-    let denied = secrets.list(&ListParams::default()).await.expect_err("no role yet");
-    assert!(matches!(&denied, kube::Error::Api(s) if s.code == 403), "expected 403, got {denied:?}");
+    let denied = secrets
+        .list(&ListParams::default())
+        .await
+        .expect_err("no role yet");
+    assert!(
+        matches!(&denied, kube::Error::Api(s) if s.code == 403),
+        "expected 403, got {denied:?}"
+    );
 
     let role = Role {
         metadata: meta("read-configmaps"),
@@ -66,7 +78,9 @@ async fn service_accounts_get_only_what_rbac_grants() -> anyhow::Result<()> {
             ..PolicyRule::default()
         }]),
     };
-    Api::<Role>::namespaced(admin.clone(), &ns).create(&PostParams::default(), &role).await?;
+    Api::<Role>::namespaced(admin.clone(), &ns)
+        .create(&PostParams::default(), &role)
+        .await?;
     let binding = RoleBinding {
         metadata: meta("reader"),
         role_ref: RoleRef {
@@ -81,11 +95,19 @@ async fn service_accounts_get_only_what_rbac_grants() -> anyhow::Result<()> {
             ..Subject::default()
         }]),
     };
-    Api::<RoleBinding>::namespaced(admin.clone(), &ns).create(&PostParams::default(), &binding).await?;
+    Api::<RoleBinding>::namespaced(admin.clone(), &ns)
+        .create(&PostParams::default(), &binding)
+        .await?;
 
     let configmaps: Api<ConfigMap> = Api::namespaced(reader, &ns);
-    eventually("the binding takes effect", || async { configmaps.list(&ListParams::default()).await.is_ok() }).await;
-    assert!(secrets.list(&ListParams::default()).await.is_err(), "secrets stay forbidden");
+    eventually("the binding takes effect", || async {
+        configmaps.list(&ListParams::default()).await.is_ok()
+    })
+    .await;
+    assert!(
+        secrets.list(&ListParams::default()).await.is_err(),
+        "secrets stay forbidden"
+    );
     Ok(())
 }
 
@@ -95,7 +117,15 @@ async fn garbage_collector_deletes_dependents() -> anyhow::Result<()> {
     let client = cp.admin_client().await?;
     let ns = cp.fresh_namespace(&client, "gc").await?;
     let api: Api<ConfigMap> = Api::namespaced(client, &ns);
-    let owner = api.create(&PostParams::default(), &ConfigMap { metadata: meta("owner"), ..ConfigMap::default() }).await?;
+    let owner = api
+        .create(
+            &PostParams::default(),
+            &ConfigMap {
+                metadata: meta("owner"),
+                ..ConfigMap::default()
+            },
+        )
+        .await?;
     let dependent = ConfigMap {
         metadata: ObjectMeta {
             owner_references: Some(vec![OwnerReference {
@@ -111,7 +141,10 @@ async fn garbage_collector_deletes_dependents() -> anyhow::Result<()> {
     };
     api.create(&PostParams::default(), &dependent).await?;
     api.delete("owner", &DeleteParams::default()).await?;
-    eventually("the dependent is collected", || async { api.get_opt("dependent").await.ok().flatten().is_none() }).await;
+    eventually("the dependent is collected", || async {
+        api.get_opt("dependent").await.ok().flatten().is_none()
+    })
+    .await;
     Ok(())
 }
 
@@ -121,11 +154,20 @@ async fn deleted_namespaces_are_finalized() -> anyhow::Result<()> {
     let client = cp.admin_client().await?;
     let ns = cp.fresh_namespace(&client, "ns-delete").await?;
     Api::<ConfigMap>::namespaced(client.clone(), &ns)
-        .create(&PostParams::default(), &ConfigMap { metadata: meta("content"), ..ConfigMap::default() })
+        .create(
+            &PostParams::default(),
+            &ConfigMap {
+                metadata: meta("content"),
+                ..ConfigMap::default()
+            },
+        )
         .await?;
     let namespaces: Api<Namespace> = Api::all(client);
     namespaces.delete(&ns, &DeleteParams::default()).await?;
-    eventually("the namespace is gone", || async { namespaces.get_opt(&ns).await.ok().flatten().is_none() }).await;
+    eventually("the namespace is gone", || async {
+        namespaces.get_opt(&ns).await.ok().flatten().is_none()
+    })
+    .await;
     Ok(())
 }
 
@@ -136,7 +178,10 @@ async fn fresh_namespaces_are_distinct() -> anyhow::Result<()> {
     let a = cp.fresh_namespace(&client, "Same_Prefix").await?;
     let b = cp.fresh_namespace(&client, "Same_Prefix").await?;
     assert_ne!(a, b);
-    assert!(a.starts_with("same-prefix-"), "{a} is a DNS label derived from the prefix");
+    assert!(
+        a.starts_with("same-prefix-"),
+        "{a} is a DNS label derived from the prefix"
+    );
     Ok(())
 }
 
@@ -171,7 +216,12 @@ impl Drop for KillOnDrop {
 async fn processes_die_with_their_owner() -> anyhow::Result<()> {
     let mut child = KillOnDrop(
         Command::new(std::env::current_exe()?)
-            .args(["--exact", "child_control_plane", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "child_control_plane",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("DATUM_TESTENV_CHILD", "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -184,7 +234,10 @@ async fn processes_die_with_their_owner() -> anyhow::Result<()> {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             // libtest may print "test child_control_plane ... " on the same line first.
             let words: Vec<&str> = line.split_whitespace().collect();
-            let start = words.iter().position(|w| ["PID", "DIR", "READY"].contains(w)).unwrap_or(words.len());
+            let start = words
+                .iter()
+                .position(|w| ["PID", "DIR", "READY"].contains(w))
+                .unwrap_or(words.len());
             match &words[start..] {
                 ["PID", _, pid] => pids.push(pid.parse::<u32>().expect("numeric pid")),
                 ["DIR", path] => dir = Some(std::path::PathBuf::from(path)),
@@ -195,7 +248,11 @@ async fn processes_die_with_their_owner() -> anyhow::Result<()> {
         (pids, dir)
     })
     .await?;
-    assert_eq!(pids.len(), 3, "etcd, kube-apiserver and kube-controller-manager were started");
+    assert_eq!(
+        pids.len(),
+        3,
+        "etcd, kube-apiserver and kube-controller-manager were started"
+    );
     let dir = dir.expect("the child printed its data directory");
     for pid in &pids {
         assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
@@ -204,17 +261,20 @@ async fn processes_die_with_their_owner() -> anyhow::Result<()> {
     child.0.kill()?; // SIGKILL: no destructor, no panic handler runs in the child
     child.0.wait()?;
 
-    eventually("every control-plane process and the data directory are gone", || {
-        let (pids, dir) = (pids.clone(), dir.clone());
-        async move {
-            let alive = pids.iter().any(|pid| {
-                std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                    .map(|stat| !stat.contains(") Z ")) // a zombie is already dead
-                    .unwrap_or(false)
-            });
-            !alive && !dir.exists()
-        }
-    })
+    eventually(
+        "every control-plane process and the data directory are gone",
+        || {
+            let (pids, dir) = (pids.clone(), dir.clone());
+            async move {
+                let alive = pids.iter().any(|pid| {
+                    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                        .map(|stat| !stat.contains(") Z ")) // a zombie is already dead
+                        .unwrap_or(false)
+                });
+                !alive && !dir.exists()
+            }
+        },
+    )
     .await;
     Ok(())
 }

@@ -25,22 +25,36 @@ pub async fn env_named(test: &str) -> Env {
     let cp = ControlPlane::shared().await.expect("control plane starts");
     let client = cp.admin_client().await.expect("admin client");
     CRDS.get_or_init(|| async {
-        datum_testenv::install_crds(&client, &datum_api::crds::all()).await.expect("every CRD installs");
+        datum_testenv::install_crds(&client, &datum_api::crds::all())
+            .await
+            .expect("every CRD installs");
     })
     .await;
     let namespace = cp.fresh_namespace(&client, test).await.expect("namespace");
-    Env { cp, client, namespace }
+    Env {
+        cp,
+        client,
+        namespace,
+    }
 }
 
 /// Like [`env_named`], with the namespace named after the calling thread (the test name).
 pub async fn env() -> Env {
-    let name = std::thread::current().name().unwrap_or("test").rsplit("::").next().unwrap_or("test").to_owned();
+    let name = std::thread::current()
+        .name()
+        .unwrap_or("test")
+        .rsplit("::")
+        .next()
+        .unwrap_or("test")
+        .to_owned();
     env_named(&name).await
 }
 
 /// `../shared/upstream/<relative>` — upstream data is read in place, never copied.
 pub fn upstream(relative: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/upstream").join(relative)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/upstream")
+        .join(relative)
 }
 
 /// Splits a multi-document YAML string into objects (empty documents are skipped).
@@ -57,16 +71,28 @@ pub fn documents(yaml: &str) -> Vec<DynamicObject> {
 impl Env {
     async fn resource(&self, obj: &DynamicObject) -> (ApiResource, ApiCapabilities) {
         let types = obj.types.as_ref().expect("apiVersion and kind");
-        let (group, version) = types.api_version.split_once('/').unwrap_or(("", &types.api_version));
+        let (group, version) = types
+            .api_version
+            .split_once('/')
+            .unwrap_or(("", &types.api_version));
         let gvk = GroupVersionKind::gvk(group, version, &types.kind);
-        pinned_kind(&self.client, &gvk).await.unwrap_or_else(|e| panic!("{gvk:?} is served: {e}"))
+        pinned_kind(&self.client, &gvk)
+            .await
+            .unwrap_or_else(|e| panic!("{gvk:?} is served: {e}"))
     }
 
     fn path(&self, resource: &ApiResource, caps: &ApiCapabilities) -> String {
-        let root = if resource.group.is_empty() { "/api".to_owned() } else { format!("/apis/{}", resource.group) };
+        let root = if resource.group.is_empty() {
+            "/api".to_owned()
+        } else {
+            format!("/apis/{}", resource.group)
+        };
         match caps.scope {
             Scope::Namespaced => {
-                format!("{root}/{}/namespaces/{}/{}", resource.version, self.namespace, resource.plural)
+                format!(
+                    "{root}/{}/namespaces/{}/{}",
+                    resource.version, self.namespace, resource.plural
+                )
             }
             Scope::Cluster => format!("{root}/{}/{}", resource.version, resource.plural),
         }
@@ -81,7 +107,10 @@ impl Env {
             if caps.scope == Scope::Namespaced {
                 obj.metadata.namespace = Some(self.namespace.clone());
             }
-            let uri = format!("{}?fieldValidation=Strict&fieldManager=datum-test", self.path(&resource, &caps));
+            let uri = format!(
+                "{}?fieldValidation=Strict&fieldManager=datum-test",
+                self.path(&resource, &caps)
+            );
             let body = serde_json::to_vec(&obj).expect("serializable");
             let request = http::Request::post(uri)
                 .header("content-type", "application/json")
@@ -106,7 +135,11 @@ impl Env {
                 }
                 Scope::Cluster => Api::all_with(self.client.clone(), &resource),
             };
-            let name = obj.metadata.name.clone().expect("objects in tests have names");
+            let name = obj
+                .metadata
+                .name
+                .clone()
+                .expect("objects in tests have names");
             applied.push(api.patch(&name, &params, &Patch::Apply(&obj)).await?);
         }
         Ok(applied)
@@ -116,7 +149,9 @@ impl Env {
     /// contains every one of `expected`. Returns the message.
     pub async fn assert_rejected(&self, yaml: &str, expected: &[&str]) -> String {
         let message = match self.create(yaml).await {
-            Ok(created) => panic!("expected the API server to reject the manifest, but it created {created:?}"),
+            Ok(created) => {
+                panic!("expected the API server to reject the manifest, but it created {created:?}")
+            }
             Err(kube::Error::Api(status)) => {
                 assert!(
                     status.code == 422 || status.code == 400,
@@ -129,7 +164,10 @@ impl Env {
             Err(other) => panic!("expected a validation error, got {other}"),
         };
         for needle in expected {
-            assert!(message.contains(needle), "message does not contain {needle:?}:\n{message}");
+            assert!(
+                message.contains(needle),
+                "message does not contain {needle:?}:\n{message}"
+            );
         }
         message
     }
@@ -143,7 +181,10 @@ impl Env {
             Err(other) => panic!("expected a validation error, got {other}"),
         };
         for needle in expected {
-            assert!(message.contains(needle), "message does not contain {needle:?}:\n{message}");
+            assert!(
+                message.contains(needle),
+                "message does not contain {needle:?}:\n{message}"
+            );
         }
         message
     }
