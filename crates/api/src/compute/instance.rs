@@ -201,6 +201,48 @@ pub struct InstanceStatus {
     /// What the provider has applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub controller: Option<InstanceControllerStatus>,
+
+    /// The platform's identifier for the machine (e.g. `gce://project/zone/name`), written by
+    /// the provider.
+    #[serde(
+        rename = "providerID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub provider_id: Option<String>,
+
+    /// Resource usage the provider last measured; the autoscaler reads it. Absent when the
+    /// platform reports none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<InstanceUsage>,
+}
+
+/// Resource usage of one Instance, as its provider measured it (a Datum extension; upstream
+/// has no autoscaler and no usage figures).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceUsage {
+    /// CPU in use as a percentage of the CPU the instance type grants (may exceed 100 on
+    /// platforms that allow bursting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub cpu_utilization: Option<i32>,
+
+    /// Memory in use as a percentage of the memory the instance type grants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub memory_utilization: Option<i32>,
+
+    /// CPU in use, e.g. `250m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+
+    /// Memory in use, e.g. `128Mi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+
+    /// When the figures were measured; the autoscaler ignores stale ones.
+    pub observed_at: Time,
 }
 
 impl InstanceStatus {

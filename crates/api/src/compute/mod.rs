@@ -80,7 +80,7 @@ mod workload_deployment;
 pub use gateway::{GatewayStatusAddress, ListenerStatus, RouteGroupKind, WorkloadGatewayStatus};
 pub use instance::{
     Instance, InstanceController, InstanceControllerStatus, InstanceNetworkInterfaceAssignments,
-    InstanceNetworkInterfaceStatus, InstanceSpec, InstanceStatus, SchedulingGate,
+    InstanceNetworkInterfaceStatus, InstanceSpec, InstanceStatus, InstanceUsage, SchedulingGate,
 };
 pub use network_interface::{
     InstanceNetworkInterface, InstanceNetworkInterfaceNetworkPolicy, IpBlock,
