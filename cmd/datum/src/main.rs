@@ -37,9 +37,10 @@ enum Command {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
+        // The client logs every failed readiness probe while the API server starts.
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,datum=info".into()),
+                .unwrap_or_else(|_| "warn,kube_client::client::builder=off,datum=info".into()),
         )
         .with_writer(std::io::stderr)
         .init();

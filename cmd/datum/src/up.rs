@@ -54,6 +54,14 @@ fn running_pid(dir: &Path) -> Option<u32> {
         .then_some(pid)
 }
 
+/// Whether `pid` is a live process (a zombie has exited; only its parent has not reaped it).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+        .unwrap_or(false)
+}
+
 fn step(n: usize, total: usize, what: &str) {
     eprintln!("[{n}/{total}] {what}");
 }
@@ -138,7 +146,7 @@ pub async fn down(args: DownArgs) -> anyhow::Result<()> {
         bail!("could not signal datum (pid {pid}); is it running as another user?");
     }
     let deadline = Instant::now() + Duration::from_secs(60);
-    while Path::new(&format!("/proc/{pid}")).exists() {
+    while alive(pid) {
         if Instant::now() > deadline {
             bail!("datum (pid {pid}) did not stop within 60s; kill it with `kill -9 {pid}`");
         }

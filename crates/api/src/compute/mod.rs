@@ -34,10 +34,10 @@
 //! - **Validation** is CEL in the CRDs, on create and update, where upstream had a
 //!   create-only webhook: one runtime; one volume source; DNS-label names for placements,
 //!   containers, volumes and networks; IANA port names; volume attachments naming existing
-//!   volumes, a VM's first one a disk; `minReplicas` 1 to 1000 (0 is rejected: remove the
-//!   placement instead); `maxReplicas >= minReplicas`; `metrics` exactly when `maxReplicas`
-//!   is set; metrics on `cpu` or `memory` with one target each; a placement picks its
-//!   Locations one way, not empty. Lists and strings the rules walk carry generous
+//!   volumes, a VM's first one a disk; `minReplicas` 0 to 1000 (0 pauses a placement; the
+//!   short form's `replicas: 0` maps onto it); `maxReplicas >= minReplicas`; `metrics`
+//!   exactly when `maxReplicas` is set; metrics on `cpu` or `memory` with one target each;
+//!   a placement picks its Locations one way, not empty. Lists and strings the rules walk carry generous
 //!   `maxItems`/`maxLength` (e.g. 32 containers, 64 volumes, 8 network interfaces, 63-char
 //!   names) so the API server accepts the rules' cost. Conditions get metav1's usual checks.
 //!   Not carried over from the webhook: the `ssh-keys` annotation format, and upstream's fixed
