@@ -41,6 +41,8 @@ pub mod reasons {
     pub const AVAILABLE_DEPLOYMENT_FOUND: &str = "AvailableDeploymentFound";
     /// No deployment of the placement is available.
     pub const NO_AVAILABLE_DEPLOYMENTS: &str = "NoAvailableDeployments";
+    /// Workload and placement `Available=False`: a placement selects no (Ready) Location.
+    pub const NO_MATCHING_LOCATION: &str = "NoMatchingLocation";
 
     // WorkloadDeployment `Available`.
     /// No Location is registered at all.

@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | [`gcp`] | `gcp.provider.datum.net` | Compute Engine: project, credentials, endpoint, machine-type and image maps, rate limit |
 //! | [`local`] | `local.provider.datum.net` | one Linux host: state directory, images, storage classes, registries, containerd, netns prefix, instance sizes |
+//! | [`sim`] | `sim.provider.datum.net` | the simulated cloud: ledger directory, latency, error rate, failure points |
 //!
 //! Decisions shared by every provider's config:
 //! - **Secrets only by reference.** A [`SecretKeyRef`] names `namespace`, `name` and `key`;
@@ -31,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod gcp;
 pub mod local;
+pub mod sim;
 
 #[cfg(test)]
 pub(crate) mod crd_lint;
@@ -39,7 +41,11 @@ mod tests;
 
 /// The CRDs of this module's kinds.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![gcp::ProviderConfig::crd(), local::ProviderConfig::crd()]
+    vec![
+        gcp::ProviderConfig::crd(),
+        local::ProviderConfig::crd(),
+        sim::ProviderConfig::crd(),
+    ]
 }
 
 /// The condition type every provider sets on its ProviderConfig once it has (or has failed

@@ -169,7 +169,8 @@ fn crds_are_cluster_scoped_with_status() {
         names,
         [
             "providerconfigs.gcp.provider.datum.net",
-            "providerconfigs.local.provider.datum.net"
+            "providerconfigs.local.provider.datum.net",
+            "providerconfigs.sim.provider.datum.net"
         ]
     );
     for crd in &crds {

@@ -16,6 +16,8 @@ pub struct Env {
     pub cp: &'static ControlPlane,
     pub client: Client,
     pub namespace: String,
+    /// Discovery answers by `apiVersion/kind`, so repeated requests skip the round trip.
+    resources: std::sync::Mutex<std::collections::HashMap<String, (ApiResource, ApiCapabilities)>>,
 }
 
 /// The control plane (CRDs installed once per test binary) and a fresh namespace named
@@ -35,6 +37,7 @@ pub async fn env_named(test: &str) -> Env {
         cp,
         client,
         namespace,
+        resources: Default::default(),
     }
 }
 
@@ -71,14 +74,20 @@ pub fn documents(yaml: &str) -> Vec<DynamicObject> {
 impl Env {
     async fn resource(&self, obj: &DynamicObject) -> (ApiResource, ApiCapabilities) {
         let types = obj.types.as_ref().expect("apiVersion and kind");
+        let key = format!("{}/{}", types.api_version, types.kind);
+        if let Some(found) = self.resources.lock().expect("not poisoned").get(&key) {
+            return found.clone();
+        }
         let (group, version) = types
             .api_version
             .split_once('/')
             .unwrap_or(("", &types.api_version));
         let gvk = GroupVersionKind::gvk(group, version, &types.kind);
-        pinned_kind(&self.client, &gvk)
+        let found = pinned_kind(&self.client, &gvk)
             .await
-            .unwrap_or_else(|e| panic!("{gvk:?} is served: {e}"))
+            .unwrap_or_else(|e| panic!("{gvk:?} is served: {e}"));
+        self.resources.lock().expect("not poisoned").insert(key, found.clone());
+        found
     }
 
     fn path(&self, resource: &ApiResource, caps: &ApiCapabilities) -> String {
@@ -102,23 +111,39 @@ impl Env {
     /// strict field validation as `kubectl create` does. Stops at the first failure.
     pub async fn create(&self, yaml: &str) -> Result<Vec<serde_json::Value>, kube::Error> {
         let mut created = Vec::new();
-        for mut obj in documents(yaml) {
-            let (resource, caps) = self.resource(&obj).await;
-            if caps.scope == Scope::Namespaced {
-                obj.metadata.namespace = Some(self.namespace.clone());
-            }
-            let uri = format!(
-                "{}?fieldValidation=Strict&fieldManager=datum-test",
-                self.path(&resource, &caps)
-            );
-            let body = serde_json::to_vec(&obj).expect("serializable");
-            let request = http::Request::post(uri)
-                .header("content-type", "application/json")
-                .body(body)
-                .expect("valid request");
-            created.push(self.client.request::<serde_json::Value>(request).await?);
+        for obj in documents(yaml) {
+            let value = serde_json::to_value(&obj).expect("serializable");
+            created.push(self.post(value, false).await?);
         }
         Ok(created)
+    }
+
+    /// Validates one raw object — possibly malformed on purpose — exactly as a create would
+    /// (`dryRun=All`: admission and CEL run, nothing is stored).
+    pub async fn create_dry_run(&self, obj: &serde_json::Value) -> Result<serde_json::Value, kube::Error> {
+        self.post(obj.clone(), true).await
+    }
+
+    async fn post(&self, mut obj: serde_json::Value, dry_run: bool) -> Result<serde_json::Value, kube::Error> {
+        let types: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": obj["apiVersion"], "kind": obj["kind"], "metadata": {}
+        }))
+        .expect("apiVersion and kind are strings");
+        let (resource, caps) = self.resource(&types).await;
+        if caps.scope == Scope::Namespaced {
+            obj["metadata"]["namespace"] = self.namespace.clone().into();
+        }
+        let dry_run = if dry_run { "&dryRun=All" } else { "" };
+        let uri = format!(
+            "{}?fieldValidation=Strict&fieldManager=datum-test{dry_run}",
+            self.path(&resource, &caps)
+        );
+        let body = serde_json::to_vec(&obj).expect("serializable");
+        let request = http::Request::post(uri)
+            .header("content-type", "application/json")
+            .body(body)
+            .expect("valid request");
+        self.client.request::<serde_json::Value>(request).await
     }
 
     /// Server-side applies every object in `yaml`, strict, as `kubectl apply --server-side`.

@@ -1,0 +1,118 @@
+//! What every controller shares: the client, the [`Settings`], and the event reporter.
+//!
+//! A [`Context`] is cheap to clone (an `Arc` inside) and is handed to each reconcile.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::runtime::events::{Recorder, Reporter};
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+
+/// How the controllers behave; the defaults suit production, tests shorten the windows.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Watch and manage namespaced objects in this namespace only (all when `None`).
+    /// Locations are cluster-scoped and always watched cluster-wide.
+    pub namespace: Option<String>,
+    /// How often an object is reconciled even when nothing about it changed.
+    pub resync: Duration,
+    /// How long after the last error a failed reconcile is retried.
+    pub retry: Duration,
+    /// The autoscaler's knobs.
+    pub autoscaler: crate::autoscaler::AutoscalerSettings,
+    /// The field manager and event reporter name.
+    pub manager: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            namespace: None,
+            resync: Duration::from_secs(300),
+            retry: Duration::from_secs(5),
+            autoscaler: crate::autoscaler::AutoscalerSettings::default(),
+            manager: "datum-control".to_owned(),
+        }
+    }
+}
+
+/// The shared state of the controllers.
+#[derive(Clone)]
+pub struct Context {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    settings: Settings,
+    recorder: Recorder,
+}
+
+impl Context {
+    pub fn new(client: Client, settings: Settings) -> Self {
+        let reporter = Reporter {
+            controller: settings.manager.clone(),
+            instance: std::env::var("HOSTNAME").ok(),
+        };
+        let recorder = Recorder::new(client.clone(), reporter);
+        Self {
+            inner: Arc::new(Inner {
+                client,
+                settings,
+                recorder,
+            }),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    pub fn recorder(&self) -> &Recorder {
+        &self.inner.recorder
+    }
+
+    /// An API for a namespaced kind, scoped to [`Settings::namespace`] (all namespaces when unset).
+    pub fn scoped_api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        match &self.inner.settings.namespace {
+            Some(namespace) => Api::namespaced(self.client().clone(), namespace),
+            None => Api::all(self.client().clone()),
+        }
+    }
+
+    /// An API for a namespaced kind in `namespace`.
+    pub fn api_in<K>(&self, namespace: &str) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        Api::namespaced(self.client().clone(), namespace)
+    }
+
+    /// An API for a cluster-scoped kind.
+    pub fn cluster_api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::ClusterResourceScope>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        Api::all(self.client().clone())
+    }
+}

@@ -1,0 +1,203 @@
+//! The workload-deployment controller: keeps a WorkloadDeployment's Instances — how many,
+//! which template — and reports them in the deployment's status.
+//!
+//! Reconcile checklist ([`reconcile`]): fetch (the cached deployment) → handle deletion
+//! (its Instances go with it through their owner references) → reconcile normal: list the
+//! Instances, [`plan::plan`] the next steps, execute them, write the status if it changed.
+//!
+//! Instances are named `<deployment>-<ordinal>`, so two workers (or a restarted process)
+//! can never make two Instances for one slot: the API server's create is the lock, and a
+//! `409 AlreadyExists` just means someone else got there first.
+//!
+//! Scheduling gates: networking is not implemented by this crate yet, so Instances are
+//! created without the upstream `Network` gate; gates already present are kept on update.
+//!
+//! Triggers: deployment spec changes (generation: template, `spec.replicas`, the scale
+//! subresource) and any change of an owned Instance (its readiness drives the rollout).
+
+pub mod build;
+pub mod plan;
+pub mod status;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use datum_api::compute::conditions::READY;
+use datum_api::compute::{Instance, WorkloadDeployment, labels};
+use datum_api::conditions;
+use futures::StreamExt;
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::{Api, ResourceExt};
+use tracing::{debug, info, warn};
+
+use crate::context::Context;
+use crate::status_write::{self, StatusWriteError};
+use crate::watch;
+
+use plan::{Observed, Step};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstanceControlError {
+    #[error("failed to list the instances of deployment {0}")]
+    ListInstances(String, #[source] kube::Error),
+    #[error("failed to create instance {0}")]
+    CreateInstance(String, #[source] kube::Error),
+    #[error("failed to update instance {0}")]
+    UpdateInstance(String, #[source] kube::Error),
+    #[error("failed to delete instance {0}")]
+    DeleteInstance(String, #[source] kube::Error),
+    #[error("failed to write the deployment status")]
+    Status(#[from] StatusWriteError),
+    #[error("deployment has no namespace")]
+    NoNamespace,
+}
+
+/// Runs the workload-deployment controller until `shutdown` completes.
+pub async fn run(context: Context, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    let deployments: Api<WorkloadDeployment> = context.scoped_api();
+    watch::controller(deployments, watch::Filter::Generation)
+        .owns_stream(watch::objects(context.scoped_api::<Instance>()))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, Arc::new(context))
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                debug!(%error, "deployment reconcile failed");
+            }
+        })
+        .await;
+}
+
+fn error_policy(
+    deployment: Arc<WorkloadDeployment>,
+    error: &InstanceControlError,
+    context: Arc<Context>,
+) -> Action {
+    warn!(deployment = %deployment.name_any(), namespace = ?deployment.namespace(), error = %error, source = ?std::error::Error::source(error), "reconciling deployment failed");
+    Action::requeue(context.settings().retry)
+}
+
+/// One pass over a WorkloadDeployment, as a checklist.
+pub async fn reconcile(
+    deployment: Arc<WorkloadDeployment>,
+    context: Arc<Context>,
+) -> Result<Action, InstanceControlError> {
+    if deployment.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let namespace = deployment
+        .namespace()
+        .ok_or(InstanceControlError::NoNamespace)?;
+    let api: Api<Instance> = context.api_in(&namespace);
+    let instances = list_instances(&api, &deployment).await?;
+    let hash = deployment.spec.template.hash();
+    if let Some(location) = build::location(&deployment) {
+        let replicas = u32::try_from(status::desired_replicas(&deployment)).unwrap_or_default();
+        let observed: Vec<Observed> = instances.iter().map(observe).collect();
+        let steps = plan::plan(
+            &deployment.name_any(),
+            replicas,
+            deployment.spec.scale_settings.instance_management_policy,
+            &hash,
+            &observed,
+        );
+        execute(&api, &deployment, &location, &instances, &hash, steps).await?;
+    } else {
+        debug!(deployment = %deployment.name_any(), "deployment has no location yet");
+    }
+    update_status(&context, &deployment, &namespace, &instances, &hash).await?;
+    Ok(Action::requeue(context.settings().resync))
+}
+
+async fn list_instances(
+    api: &Api<Instance>,
+    deployment: &WorkloadDeployment,
+) -> Result<Vec<Instance>, InstanceControlError> {
+    let selector = format!(
+        "{}={}",
+        labels::WORKLOAD_DEPLOYMENT_UID,
+        deployment.uid().unwrap_or_default()
+    );
+    let list = api
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| InstanceControlError::ListInstances(deployment.name_any(), e))?;
+    Ok(list.items)
+}
+
+/// What the planner needs from an Instance.
+pub fn observe(instance: &Instance) -> Observed {
+    let spec_hash = instance
+        .spec
+        .controller
+        .as_ref()
+        .map(|c| c.template_hash.clone());
+    let status = instance.status.as_ref();
+    let ready = status
+        .and_then(|s| s.conditions.as_deref())
+        .is_some_and(|c| conditions::is_true(c, READY));
+    let runs_spec = status
+        .and_then(|s| s.controller.as_ref())
+        .is_none_or(|c| Some(&c.observed_template_hash) == spec_hash.as_ref());
+    Observed {
+        name: instance.name_any(),
+        deleting: instance.metadata.deletion_timestamp.is_some(),
+        available: ready && runs_spec,
+        template_hash: spec_hash,
+    }
+}
+
+async fn execute(
+    api: &Api<Instance>,
+    deployment: &WorkloadDeployment,
+    location: &datum_api::compute::LocationReference,
+    instances: &[Instance],
+    hash: &str,
+    steps: Vec<Step>,
+) -> Result<(), InstanceControlError> {
+    for step in steps {
+        match step {
+            Step::Create(ordinal) => {
+                let instance = build::new_instance(deployment, location, ordinal, hash);
+                let name = instance.name_any();
+                match api.create(&PostParams::default(), &instance).await {
+                    Ok(_) => info!(instance = %name, "created instance"),
+                    Err(kube::Error::Api(status)) if status.code == 409 => {
+                        debug!(instance = %name, "instance already exists")
+                    }
+                    Err(error) => return Err(InstanceControlError::CreateInstance(name, error)),
+                }
+            }
+            Step::Update(name) => {
+                let Some(current) = instances.iter().find(|i| i.name_any() == name) else {
+                    continue;
+                };
+                let ordinal = plan::ordinal(&deployment.name_any(), &name);
+                let updated = build::updated_instance(deployment, current, ordinal, hash);
+                api.replace(&name, &PostParams::default(), &updated)
+                    .await
+                    .map_err(|e| InstanceControlError::UpdateInstance(name.clone(), e))?;
+                info!(instance = %name, template_hash = %hash, "updated instance to the current template");
+            }
+            Step::Delete(name) => match api.delete(&name, &DeleteParams::background()).await {
+                Ok(_) => info!(instance = %name, "deleted surplus instance"),
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(error) => return Err(InstanceControlError::DeleteInstance(name, error)),
+            },
+        }
+    }
+    Ok(())
+}
+
+async fn update_status(
+    context: &Context,
+    deployment: &WorkloadDeployment,
+    namespace: &str,
+    instances: &[Instance],
+    hash: &str,
+) -> Result<(), InstanceControlError> {
+    let status = status::status(deployment, instances, hash);
+    let api: Api<WorkloadDeployment> = context.api_in(namespace);
+    status_write::write_if_changed(&api, deployment, deployment.status.as_ref(), &status).await?;
+    Ok(())
+}

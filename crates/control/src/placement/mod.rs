@@ -1,0 +1,222 @@
+//! The workload controller: a compute Workload → one WorkloadDeployment per placement ×
+//! selected Location, and the Workload's status rolled up from them.
+//!
+//! Reconcile checklist ([`reconcile`]): fetch (the cached Workload) → handle deletion (the
+//! garbage collector removes the deployments through their owner references, nothing to
+//! do) → reconcile normal: list Locations, [`desired::plan`] the deployments, create or
+//! update them, delete the ones no longer wanted, write the status if it changed.
+//!
+//! Triggers: Workload spec changes (generation), any change of an owned deployment, and any
+//! Location change (every Workload is re-evaluated, so deployments follow Locations as they
+//! appear, disappear or change readiness).
+
+pub mod desired;
+pub mod rollup;
+pub mod selection;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use datum_api::compute::{Workload, WorkloadDeployment, labels};
+use datum_api::networking::Location;
+use futures::StreamExt;
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::{Api, ResourceExt};
+use tracing::{debug, info, warn};
+
+use crate::context::Context;
+use crate::status_write::{self, StatusWriteError};
+use crate::watch;
+
+use desired::PlacementPlan;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlacementError {
+    #[error("failed to list Locations")]
+    ListLocations(#[source] kube::Error),
+    #[error("failed to list the deployments of workload {0}")]
+    ListDeployments(String, #[source] kube::Error),
+    #[error("failed to create deployment {0}")]
+    CreateDeployment(String, #[source] kube::Error),
+    #[error("failed to update deployment {0}")]
+    UpdateDeployment(String, #[source] kube::Error),
+    #[error("failed to delete deployment {0}")]
+    DeleteDeployment(String, #[source] kube::Error),
+    #[error("failed to write the workload status")]
+    Status(#[from] StatusWriteError),
+    #[error("workload has no namespace")]
+    NoNamespace,
+}
+
+/// Runs the workload controller until `shutdown` completes.
+pub async fn run(context: Context, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    let workloads: Api<Workload> = context.scoped_api();
+    let controller = watch::controller(workloads, watch::Filter::Generation);
+    let store = controller.store();
+    controller
+        .owns_stream(watch::objects(context.scoped_api::<WorkloadDeployment>()))
+        .watches_stream(
+            watch::objects(context.cluster_api::<Location>()),
+            move |_location| watch::all_in(&store),
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, Arc::new(context))
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                debug!(%error, "workload reconcile failed");
+            }
+        })
+        .await;
+}
+
+fn error_policy(workload: Arc<Workload>, error: &PlacementError, context: Arc<Context>) -> Action {
+    warn!(workload = %workload.name_any(), namespace = ?workload.namespace(), error = %error, source = ?std::error::Error::source(error), "reconciling workload failed");
+    Action::requeue(context.settings().retry)
+}
+
+/// One pass over a Workload, as a checklist.
+pub async fn reconcile(
+    workload: Arc<Workload>,
+    context: Arc<Context>,
+) -> Result<Action, PlacementError> {
+    if workload.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let namespace = workload.namespace().ok_or(PlacementError::NoNamespace)?;
+    let locations = list_locations(&context).await?;
+    let plans = desired::plan(&workload, &locations);
+    let existing = list_deployments(&context, &workload, &namespace).await?;
+    apply_deployments(&context, &namespace, &plans, &existing).await?;
+    delete_unwanted(&context, &namespace, &plans, &existing).await?;
+    update_status(&context, &workload, &namespace, &plans, &existing).await?;
+    Ok(Action::requeue(context.settings().resync))
+}
+
+async fn list_locations(context: &Context) -> Result<Vec<Location>, PlacementError> {
+    let api: Api<Location> = context.cluster_api();
+    Ok(api
+        .list(&ListParams::default())
+        .await
+        .map_err(PlacementError::ListLocations)?
+        .items)
+}
+
+async fn list_deployments(
+    context: &Context,
+    workload: &Workload,
+    namespace: &str,
+) -> Result<Vec<WorkloadDeployment>, PlacementError> {
+    let api: Api<WorkloadDeployment> = context.api_in(namespace);
+    let selector = format!(
+        "{}={}",
+        labels::WORKLOAD_UID,
+        workload.uid().unwrap_or_default()
+    );
+    let list = api
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| PlacementError::ListDeployments(workload.name_any(), e))?;
+    Ok(list.items)
+}
+
+async fn apply_deployments(
+    context: &Context,
+    namespace: &str,
+    plans: &[PlacementPlan],
+    existing: &[WorkloadDeployment],
+) -> Result<(), PlacementError> {
+    let api: Api<WorkloadDeployment> = context.api_in(namespace);
+    for desired in plans.iter().flat_map(|plan| plan.deployments.iter()) {
+        let name = desired.name_any();
+        match existing.iter().find(|d| d.name_any() == name) {
+            None => create_deployment(&api, desired).await?,
+            Some(current) => update_deployment(&api, desired, current).await?,
+        }
+    }
+    Ok(())
+}
+
+async fn create_deployment(
+    api: &Api<WorkloadDeployment>,
+    desired: &WorkloadDeployment,
+) -> Result<(), PlacementError> {
+    let name = desired.name_any();
+    match api.create(&PostParams::default(), desired).await {
+        Ok(_) => {
+            info!(deployment = %name, "created workload deployment");
+            Ok(())
+        }
+        // Someone (another worker, or a stale object of another Workload) holds the name;
+        // the next pass sees it in the list or reports it.
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            warn!(deployment = %name, "deployment name already taken");
+            Ok(())
+        }
+        Err(error) => Err(PlacementError::CreateDeployment(name, error)),
+    }
+}
+
+async fn update_deployment(
+    api: &Api<WorkloadDeployment>,
+    desired: &WorkloadDeployment,
+    current: &WorkloadDeployment,
+) -> Result<(), PlacementError> {
+    let spec = desired::merged_spec(&desired.spec, &current.spec);
+    let labels_current = current.labels();
+    let labels_ok = desired
+        .labels()
+        .iter()
+        .all(|(k, v)| labels_current.get(k) == Some(v));
+    if spec == current.spec && labels_ok {
+        return Ok(());
+    }
+    let mut updated = current.clone();
+    updated.spec = spec;
+    updated.labels_mut().extend(desired.labels().clone());
+    updated.metadata.managed_fields = None;
+    let name = desired.name_any();
+    api.replace(&name, &PostParams::default(), &updated)
+        .await
+        .map_err(|e| PlacementError::UpdateDeployment(name.clone(), e))?;
+    info!(deployment = %name, "updated workload deployment");
+    Ok(())
+}
+
+async fn delete_unwanted(
+    context: &Context,
+    namespace: &str,
+    plans: &[PlacementPlan],
+    existing: &[WorkloadDeployment],
+) -> Result<(), PlacementError> {
+    let api: Api<WorkloadDeployment> = context.api_in(namespace);
+    let wanted: Vec<String> = plans
+        .iter()
+        .flat_map(|p| p.deployments.iter().map(|d| d.name_any()))
+        .collect();
+    for deployment in existing {
+        let name = deployment.name_any();
+        if wanted.contains(&name) || deployment.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        match api.delete(&name, &DeleteParams::background()).await {
+            Ok(_) => info!(deployment = %name, "deleted workload deployment no longer selected"),
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(error) => return Err(PlacementError::DeleteDeployment(name, error)),
+        }
+    }
+    Ok(())
+}
+
+async fn update_status(
+    context: &Context,
+    workload: &Workload,
+    namespace: &str,
+    plans: &[PlacementPlan],
+    existing: &[WorkloadDeployment],
+) -> Result<(), PlacementError> {
+    let status = rollup::status(workload, plans, existing);
+    let api: Api<Workload> = context.api_in(namespace);
+    status_write::write_if_changed(&api, workload, workload.status.as_ref(), &status).await?;
+    Ok(())
+}

@@ -1,0 +1,80 @@
+//! Watch streams for the controllers: objects cached without `managedFields`, and primary
+//! streams optionally filtered to generation changes.
+//!
+//! ```no_run
+//! # fn demo(api: kube::Api<datum_api::compute::Workload>) {
+//! let controller = datum_control::watch::controller(api, datum_control::watch::Filter::Generation);
+//! # let _ = controller;
+//! # }
+//! ```
+
+use std::fmt::Debug;
+use std::hash::Hash;
+
+use futures::StreamExt;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{Controller, WatchStreamExt, predicates, watcher};
+use kube::{Api, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+/// Which changes of the primary object trigger a reconcile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Filter {
+    /// Only spec changes (a new `metadata.generation`) and deletion.
+    Generation,
+    /// Every change, status included.
+    Everything,
+}
+
+/// A controller over `api` whose cache drops `managedFields`.
+pub fn controller<K>(api: Api<K>, filter: Filter) -> Controller<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Clone + Eq + Hash + Debug + Unpin,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(strip_managed_fields::<K>)
+        .reflect(writer)
+        .applied_objects();
+    match filter {
+        Filter::Generation => Controller::for_stream(
+            stream
+                .predicate_filter(predicates::generation, Default::default())
+                .boxed(),
+            reader,
+        ),
+        Filter::Everything => Controller::for_stream(stream.boxed(), reader),
+    }
+}
+
+/// A stream of `K` (without `managedFields`) for `Controller::watches_stream`/`owns_stream`.
+pub fn objects<K>(
+    api: Api<K>,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(strip_managed_fields::<K>)
+        .applied_objects()
+}
+
+fn strip_managed_fields<K: Resource>(object: &mut K) {
+    object.managed_fields_mut().clear();
+}
+
+/// The reference of every object in `store` (used to fan one event out to all primaries).
+pub fn all_in<K>(store: &reflector::Store<K>) -> Vec<ObjectRef<K>>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Default + Clone + Eq + Hash,
+{
+    store
+        .state()
+        .iter()
+        .map(|object| ObjectRef::from_obj(object.as_ref()))
+        .collect()
+}

@@ -1,0 +1,31 @@
+//! The provider SDK: what a provider author writes is small — [`Provider::connect`] with a
+//! ProviderConfig and its credentials, then observe / create / update / delete for each
+//! external kind ([`ExternalClient`] for Instances, NetworkContexts and Subnets). The
+//! runtime ([`run`]) does everything else: watching the objects of the Locations this
+//! provider serves, finalizers, scheduling gates, conditions, status, Events, the
+//! create-pending mark that makes crashes safe, drift repair, backoff, rate limits,
+//! reconnecting on config changes, leader election, metrics, health and shutdown.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`external`] | the seam: the traits a provider implements and the types they exchange |
+//! | [`managed`] | how the runtime reads and writes each Datum kind a provider manages |
+//! | [`names`] | the finalizer and annotations the runtime puts on objects |
+//! | [`connection`] | connecting with the ProviderConfig and its Secrets, reconnecting on change |
+//! | [`reconciler`] | the reconcile checklist shared by every kind |
+//! | [`runtime`] | wiring: controllers, Location filtering, leader election, metrics, health |
+//! | [`conformance`] | the suite every provider runs against itself on a real control plane |
+
+pub mod conformance;
+pub mod connection;
+pub mod external;
+pub mod managed;
+pub mod names;
+pub mod reconciler;
+pub mod runtime;
+
+pub use external::{
+    ConnectError, Credentials, ExternalClient, ExternalResource, InstanceLive, InterfaceAddresses,
+    NetworkLive, Observation, PlatformError, PowerState, Provider, Usage,
+};
+pub use runtime::{Options, run};
