@@ -17,7 +17,10 @@ impl Drop for Running {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 /// Starts `datum up` and returns once it printed that it is up.
@@ -31,7 +34,10 @@ fn up(dir: &Path, port: u16) -> Running {
         .expect("datum starts");
     let stdout = child.stdout.take().expect("piped stdout");
     let mut lines = BufReader::new(stdout).lines();
-    let ready = lines.by_ref().map_while(Result::ok).any(|line| line.starts_with("Datum is up"));
+    let ready = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|line| line.starts_with("Datum is up"));
     assert!(ready, "datum up exited before it was up");
     // Keep draining stdout so datum never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
@@ -45,7 +51,11 @@ fn kubectl(dir: &Path, args: &[&str]) -> String {
         .args(args)
         .output()
         .expect("kubectl runs");
-    assert!(output.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
@@ -79,15 +89,24 @@ fn up_serves_the_crds_down_stops_and_up_again_keeps_state() {
         .arg(&dir)
         .output()
         .expect("datum runs");
-    assert!(!again.status.success(), "a second datum up on the same state is refused");
+    assert!(
+        !again.status.success(),
+        "a second datum up on the same state is refused"
+    );
     assert!(String::from_utf8_lossy(&again.stderr).contains("already running"));
 
     down(&dir, &mut first);
-    assert!(!dir.join("datum.pid").exists(), "datum down removes the pid file");
+    assert!(
+        !dir.join("datum.pid").exists(),
+        "datum down removes the pid file"
+    );
 
     let mut second = up(&dir, port);
     let namespaces = kubectl(&dir, &["get", "namespaces", "-o", "name"]);
-    assert!(namespaces.contains("namespace/kept-across-restarts"), "{namespaces}");
+    assert!(
+        namespaces.contains("namespace/kept-across-restarts"),
+        "{namespaces}"
+    );
     down(&dir, &mut second);
     let _ = std::fs::remove_dir_all(&dir);
 }

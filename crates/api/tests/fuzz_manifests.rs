@@ -172,20 +172,35 @@ fn mutate(seed: &Value, pick: usize, mutation: &Mutation) -> Value {
 
 /// Whether a rejection message names the field it is about.
 fn names_a_field(message: &str) -> bool {
-    ["spec.", "spec:", "spec ", ".spec", "metadata.", "spec["].iter().any(|token| message.contains(token))
+    ["spec.", "spec:", "spec ", ".spec", "metadata.", "spec["]
+        .iter()
+        .any(|token| message.contains(token))
 }
 
 #[test]
 fn mutated_manifests_are_accepted_or_rejected_with_a_field_named_error() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let env = runtime.block_on(common::env_named("fuzz"));
     let seeds = seeds(&env.namespace);
     assert!(seeds.len() >= 8, "every kind has a seed");
 
-    let cases = std::env::var("DATUM_FUZZ_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(1000);
-    let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
+    let cases = std::env::var("DATUM_FUZZ_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1000);
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    });
     let tally = std::sync::Mutex::new((0u32, 0u32));
-    let strategy = (0..seeds.len(), prop::collection::vec((any::<usize>(), mutation()), 1..4));
+    let strategy = (
+        0..seeds.len(),
+        prop::collection::vec((any::<usize>(), mutation()), 1..4),
+    );
     let result = runner.run(&strategy, |(seed, mutations)| {
         let mut obj = seeds[seed].clone();
         for (pick, mutation) in &mutations {
@@ -201,17 +216,29 @@ fn mutated_manifests_are_accepted_or_rejected_with_a_field_named_error() {
                     status.code,
                     status.message
                 );
-                prop_assert!(names_a_field(&status.message), "no field named in {:?} for {obj}", status.message);
+                prop_assert!(
+                    names_a_field(&status.message),
+                    "no field named in {:?} for {obj}",
+                    status.message
+                );
             }
             Err(other) => return Err(TestCaseError::fail(format!("{other} for {obj}"))),
         }
         Ok(())
     });
     let (accepted, rejected) = *tally.lock().expect("not poisoned");
-    println!("fuzz: {cases} manifests, {accepted} accepted, {rejected} rejected with a field-named error");
+    println!(
+        "fuzz: {cases} manifests, {accepted} accepted, {rejected} rejected with a field-named error"
+    );
     if let Err(failure) = result {
         panic!("{failure}");
     }
-    assert!(rejected > cases / 10, "the mutations produce invalid manifests ({rejected} rejected)");
-    assert!(accepted > 0, "some mutations stay valid ({accepted} accepted)");
+    assert!(
+        rejected > cases / 10,
+        "the mutations produce invalid manifests ({rejected} rejected)"
+    );
+    assert!(
+        accepted > 0,
+        "some mutations stay valid ({accepted} accepted)"
+    );
 }

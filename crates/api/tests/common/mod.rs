@@ -86,7 +86,10 @@ impl Env {
         let found = pinned_kind(&self.client, &gvk)
             .await
             .unwrap_or_else(|e| panic!("{gvk:?} is served: {e}"));
-        self.resources.lock().expect("not poisoned").insert(key, found.clone());
+        self.resources
+            .lock()
+            .expect("not poisoned")
+            .insert(key, found.clone());
         found
     }
 
@@ -120,11 +123,18 @@ impl Env {
 
     /// Validates one raw object — possibly malformed on purpose — exactly as a create would
     /// (`dryRun=All`: admission and CEL run, nothing is stored).
-    pub async fn create_dry_run(&self, obj: &serde_json::Value) -> Result<serde_json::Value, kube::Error> {
+    pub async fn create_dry_run(
+        &self,
+        obj: &serde_json::Value,
+    ) -> Result<serde_json::Value, kube::Error> {
         self.post(obj.clone(), true).await
     }
 
-    async fn post(&self, mut obj: serde_json::Value, dry_run: bool) -> Result<serde_json::Value, kube::Error> {
+    async fn post(
+        &self,
+        mut obj: serde_json::Value,
+        dry_run: bool,
+    ) -> Result<serde_json::Value, kube::Error> {
         let types: DynamicObject = serde_json::from_value(serde_json::json!({
             "apiVersion": obj["apiVersion"], "kind": obj["kind"], "metadata": {}
         }))
