@@ -1,6 +1,7 @@
 //! `datum`: run the Datum system on one machine and work with it.
 
 mod crds;
+mod provider_new;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -32,6 +33,12 @@ enum Command {
     ///
     /// Example: `datum crds | kubectl apply -f -` or `datum crds --write config/crd`
     Crds(crds::CrdsArgs),
+    /// Work with provider crates.
+    ///
+    /// Example: `datum provider new acme` writes a provider crate for platform `acme` to
+    /// `providers/acme`
+    #[command(subcommand)]
+    Provider(provider_new::ProviderCommand),
 }
 
 #[tokio::main]
@@ -49,6 +56,7 @@ async fn main() -> std::process::ExitCode {
         Command::Up(args) => up::up(args).await,
         Command::Down(args) => up::down(args).await,
         Command::Crds(args) => crds::crds(args),
+        Command::Provider(command) => provider_new::provider(command),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
