@@ -1,6 +1,7 @@
 //! `datum`: run the Datum system on one machine and work with it.
 
 mod crds;
+mod defaults;
 mod provider_new;
 mod up;
 

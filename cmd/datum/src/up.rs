@@ -7,8 +7,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use datum_runtime::shutdown::CancellationToken;
 use datum_testenv::{ControlPlane, Options};
 use tokio::signal::unix::{SignalKind, signal};
+
+use crate::defaults;
 
 #[derive(clap::Args)]
 pub struct UpArgs {
@@ -96,16 +99,37 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     .context("the control plane did not start")?;
     let client = plane.admin_client().await?;
 
-    step(2, 3, "installing the Datum CRDs");
+    step(2, 4, "installing the Datum CRDs");
     datum_testenv::install_crds(&client, &datum_api::crds::all()).await?;
 
-    step(3, 3, "ready");
+    step(
+        3,
+        4,
+        "starting the controllers and the sim provider, with a default Location and Network",
+    );
+    defaults::apply(&client, &dir.join("sim")).await?;
+    let stop = CancellationToken::new();
+    let controllers = tokio::spawn(datum_control::run(
+        client.clone(),
+        datum_control::Settings::default(),
+        stop.clone().cancelled_owned(),
+    ));
+    let provider = tokio::spawn(datum_provider::run(
+        datum_provider_sim::SimProvider,
+        client.clone(),
+        datum_provider::Options::new(defaults::PROVIDER_CONFIG),
+        stop.clone(),
+    ));
+
+    step(4, 4, "ready");
     std::fs::write(pid_file(&dir), std::process::id().to_string())?;
     println!(
-        "Datum is up in {:.0?} (API server {}).\n\n  export KUBECONFIG={}\n  kubectl get locations,networks,workloads -A\n\nStop with Ctrl-C or `datum down`; state stays in {}.",
+        "Datum is up in {:.0?} (API server {}).\n\n  export KUBECONFIG={}\n  kubectl get locations,networks,workloads -A\n\nLocation `{}` (city code {}) is served by the sim provider. Stop with Ctrl-C or `datum down`; state stays in {}.",
         started.elapsed(),
         plane.server_url(),
         plane.kubeconfig_path().display(),
+        defaults::LOCATION,
+        defaults::CITY_CODE,
         dir.display()
     );
 
@@ -124,6 +148,10 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         }
     };
     eprintln!("stopping…");
+    stop.cancel();
+    // Controllers finish the reconciles they started; the API server must outlive them.
+    let _ = tokio::time::timeout(Duration::from_secs(10), controllers).await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), provider).await;
     plane.stop();
     let _ = std::fs::remove_file(pid_file(&dir));
     outcome

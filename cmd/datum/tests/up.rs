@@ -1,5 +1,7 @@
 //! The README's run command: `datum up` brings up a control plane with the CRDs, `datum down`
-//! stops it, and a second `datum up` finds the state the first one left.
+//! stops it, and a second `datum up` finds the state the first one left. In between, a
+//! Workload placed on the default Location becomes Ready through the controllers and the
+//! sim provider that `datum up` runs.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -70,6 +72,60 @@ fn down(dir: &Path, running: &mut Running) {
     assert!(exit.success(), "datum up exited with {exit}");
 }
 
+const WORKLOAD: &str = "
+apiVersion: compute.datumapis.com/v1alpha
+kind: Workload
+metadata:
+  name: hello
+  namespace: default
+spec:
+  template:
+    spec:
+      runtime:
+        resources:
+          instanceType: datumcloud/d1-standard-2
+        sandbox:
+          containers:
+          - name: hello
+            image: example.org/hello:1
+      networkInterfaces:
+      - network:
+          name: default
+  placements:
+  - name: here
+    cityCodes: [LCL]
+    scaleSettings:
+      minReplicas: 2
+";
+
+/// Waits (bounded, as a safety net) until `count` Instances in `default` report Ready.
+fn wait_for_ready_instances(dir: &Path, count: usize) {
+    let query = r#"{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}"#;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let output = kubectl(
+            dir,
+            &[
+                "get",
+                "instances",
+                "-n",
+                "default",
+                "-o",
+                &format!("jsonpath={query}"),
+            ],
+        );
+        let ready = output.lines().filter(|l| *l == "True").count();
+        if ready == count && output.lines().count() == count {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "instances never became Ready:\n{output}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
 #[test]
 fn up_serves_the_crds_down_stops_and_up_again_keeps_state() {
     let dir = std::env::temp_dir().join(format!("datum-up-test-{}", std::process::id()));
@@ -83,6 +139,16 @@ fn up_serves_the_crds_down_stops_and_up_again_keeps_state() {
         assert!(crds.contains(&name), "{name} is installed:\n{crds}");
     }
     kubectl(&dir, &["create", "namespace", "kept-across-restarts"]);
+
+    // A first Workload runs on the default Location (served by the sim provider).
+    let workload =
+        std::env::temp_dir().join(format!("datum-up-workload-{}.yaml", std::process::id()));
+    std::fs::write(&workload, WORKLOAD).expect("writable temp dir");
+    kubectl(
+        &dir,
+        &["apply", "-f", workload.to_str().expect("UTF-8 path")],
+    );
+    wait_for_ready_instances(&dir, 2);
 
     let again = Command::new(env!("CARGO_BIN_EXE_datum"))
         .args(["up", "--port", &free_port().to_string(), "--data-dir"])
@@ -107,6 +173,8 @@ fn up_serves_the_crds_down_stops_and_up_again_keeps_state() {
         namespaces.contains("namespace/kept-across-restarts"),
         "{namespaces}"
     );
+    wait_for_ready_instances(&dir, 2);
+    let _ = std::fs::remove_file(&workload);
     down(&dir, &mut second);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,0 +1,73 @@
+//! The objects `datum up` creates so a first Workload has somewhere to run: a sim
+//! ProviderConfig, a Location it serves, and the `default` Network in namespace `default`.
+//! Applied with server-side apply, so a restart leaves them as they are.
+
+use std::path::Path;
+
+use anyhow::Context;
+use kube::api::{DynamicObject, Patch, PatchParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::{Scope, pinned_kind};
+use kube::{Api, Client};
+use serde_json::json;
+
+/// The ProviderConfig the sim provider connects with.
+pub const PROVIDER_CONFIG: &str = "default";
+/// The Location served on this machine.
+pub const LOCATION: &str = "local";
+/// Its city code, for placements by `cityCodes`.
+pub const CITY_CODE: &str = "LCL";
+
+/// Applies the defaults; `sim_state` is where the simulated cloud keeps its ledger.
+pub async fn apply(client: &Client, sim_state: &Path) -> anyhow::Result<()> {
+    let objects = [
+        json!({
+            "apiVersion": "sim.provider.datum.net/v1alpha1", "kind": "ProviderConfig",
+            "metadata": {"name": PROVIDER_CONFIG},
+            "spec": {"stateDir": sim_state.display().to_string()}
+        }),
+        json!({
+            "apiVersion": "networking.datumapis.com/v1alpha", "kind": "Location",
+            "metadata": {"name": LOCATION},
+            "spec": {
+                "locationClassName": "self-managed",
+                "topology": {"topology.datum.net/city-code": CITY_CODE},
+                "provider": {"sim": {}}
+            }
+        }),
+        json!({
+            "apiVersion": "networking.datumapis.com/v1alpha", "kind": "Network",
+            "metadata": {"name": "default", "namespace": "default"},
+            "spec": {"ipam": {"mode": "Auto"}}
+        }),
+    ];
+    let params = PatchParams::apply("datum-up");
+    for value in objects {
+        let object: DynamicObject = serde_json::from_value(value)?;
+        let types = object
+            .types
+            .clone()
+            .context("defaults carry apiVersion and kind")?;
+        let (group, version) = types
+            .api_version
+            .split_once('/')
+            .unwrap_or(("", &types.api_version));
+        let gvk = GroupVersionKind::gvk(group, version, &types.kind);
+        let (resource, caps) = pinned_kind(client, &gvk).await?;
+        let api: Api<DynamicObject> = match (caps.scope, object.metadata.namespace.as_deref()) {
+            (Scope::Namespaced, Some(namespace)) => {
+                Api::namespaced_with(client.clone(), namespace, &resource)
+            }
+            _ => Api::all_with(client.clone(), &resource),
+        };
+        let name = object
+            .metadata
+            .name
+            .clone()
+            .context("defaults have names")?;
+        api.patch(&name, &params, &Patch::Apply(&object))
+            .await
+            .with_context(|| format!("cannot create the default {} {name}", types.kind))?;
+    }
+    Ok(())
+}
