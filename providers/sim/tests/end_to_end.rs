@@ -51,12 +51,13 @@ fn ready(instance: &Instance) -> bool {
     datum_api::conditions::is_true(&conditions, "Ready")
 }
 
-#[tokio::test]
-async fn workload_reaches_ready_on_sim_and_deleting_it_empties_the_ledger() {
-    let h = common::harness("end-to-end").await;
+/// Runs the controllers with `control` and the sim provider with `provider_client` (clients
+/// that may carry only their component's RBAC), and takes a 3-replica Workload from apply
+/// to Ready to deleted, checking the sim ledger at each end. Set-up uses the admin client.
+async fn lifecycle(h: &common::SimHarness, test: &str, control: Client, provider_client: Client) {
     let client: Client = h.client.clone();
     let ns =
-        h.cp.fresh_namespace(&client, "end-to-end")
+        h.cp.fresh_namespace(&client, test)
             .await
             .expect("namespace");
     let config_name = format!("{ns}-sim");
@@ -101,7 +102,7 @@ async fn workload_reaches_ready_on_sim_and_deleting_it_empties_the_ledger() {
         ..datum_control::Settings::default()
     };
     let control = tokio::spawn(datum_control::run(
-        client.clone(),
+        control,
         settings,
         stop.clone().cancelled_owned(),
     ));
@@ -110,7 +111,7 @@ async fn workload_reaches_ready_on_sim_and_deleting_it_empties_the_ledger() {
     options.resync = Duration::from_secs(5);
     let provider = tokio::spawn(datum_provider::run(
         SimProvider,
-        client.clone(),
+        provider_client,
         options,
         stop.clone(),
     ));
@@ -215,4 +216,147 @@ async fn workload_reaches_ready_on_sim_and_deleting_it_empties_the_ledger() {
     stop.cancel();
     let _ = control.await;
     let _ = provider.await;
+}
+
+#[tokio::test]
+async fn workload_reaches_ready_on_sim_and_deleting_it_empties_the_ledger() {
+    let h = common::harness("end-to-end").await;
+    lifecycle(&h, "end-to-end", h.client.clone(), h.client.clone()).await;
+}
+
+/// Applies every object in a `config/rbac` file with the admin client.
+async fn apply_rbac(client: &Client, file: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../config/rbac")
+        .join(file);
+    let text = std::fs::read_to_string(&path).expect("the RBAC file is readable");
+    for document in serde_yaml::Deserializer::from_str(&text) {
+        let value: serde_json::Value = serde::Deserialize::deserialize(document).expect("YAML");
+        let object: kube::api::DynamicObject = serde_json::from_value(value).expect("an object");
+        let types = object.types.clone().expect("typed");
+        let (group, version) = types
+            .api_version
+            .split_once('/')
+            .unwrap_or(("", &types.api_version));
+        let gvk = kube::core::GroupVersionKind::gvk(group, version, &types.kind);
+        let (resource, caps) = kube::discovery::pinned_kind(client, &gvk)
+            .await
+            .expect("served");
+        let api: Api<kube::api::DynamicObject> = match caps.scope {
+            kube::discovery::Scope::Namespaced => Api::namespaced_with(
+                client.clone(),
+                object
+                    .metadata
+                    .namespace
+                    .as_deref()
+                    .expect("namespaced objects name their namespace"),
+                &resource,
+            ),
+            kube::discovery::Scope::Cluster => Api::all_with(client.clone(), &resource),
+        };
+        let name = object.metadata.name.clone().expect("named");
+        api.patch(
+            &name,
+            &PatchParams::apply("rbac-test").force(),
+            &Patch::Apply(&object),
+        )
+        .await
+        .expect("the RBAC object applies");
+    }
+}
+
+fn forbidden<T: std::fmt::Debug>(result: Result<T, kube::Error>) -> bool {
+    matches!(result, Err(kube::Error::Api(status)) if status.code == 403)
+}
+
+/// Each component runs with its own ServiceAccount and exactly the rules shipped in
+/// `config/rbac`, does its whole job, and is refused outside its role — in particular the
+/// provider reads the one Secret its credentials Role names, and no other.
+#[tokio::test]
+async fn components_do_their_job_with_the_shipped_rbac_and_nothing_more() {
+    let h = common::harness("least-privilege").await;
+    let admin = h.client.clone();
+    let system = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "datum-system"}});
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(admin.clone())
+        .patch(
+            "datum-system",
+            &PatchParams::apply("rbac-test"),
+            &Patch::Apply(&system),
+        )
+        .await
+        .expect("namespace");
+    for file in [
+        "datum-control.yaml",
+        "provider-sim.yaml",
+        "credentials-role.yaml",
+    ] {
+        apply_rbac(&admin, file).await;
+    }
+    let (control, _) =
+        h.cp.service_account_client(&admin, "datum-system", "datum-control")
+            .await
+            .expect("control-plane token");
+    let (provider, _) =
+        h.cp.service_account_client(&admin, "datum-system", "datum-provider-sim")
+            .await
+            .expect("provider token");
+
+    // Secrets: the provider reads the one its credentials Role names, and nothing else.
+    let secrets =
+        Api::<k8s_openapi::api::core::v1::Secret>::namespaced(admin.clone(), "datum-system");
+    for name in ["sim-credentials", "someone-elses"] {
+        let secret = serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name, "namespace": "datum-system"}, "stringData": {"token": "t0ken"}});
+        secrets
+            .patch(
+                name,
+                &PatchParams::apply("rbac-test"),
+                &Patch::Apply(&secret),
+            )
+            .await
+            .expect("secret");
+    }
+    let provider_secrets =
+        Api::<k8s_openapi::api::core::v1::Secret>::namespaced(provider.clone(), "datum-system");
+    assert!(
+        provider_secrets.get("sim-credentials").await.is_ok(),
+        "the named Secret is readable"
+    );
+    assert!(
+        forbidden(provider_secrets.get("someone-elses").await),
+        "any other Secret is not"
+    );
+    assert!(
+        forbidden(provider_secrets.list(&ListParams::default()).await),
+        "Secrets cannot be listed"
+    );
+    let control_secrets =
+        Api::<k8s_openapi::api::core::v1::Secret>::namespaced(control.clone(), "datum-system");
+    assert!(
+        forbidden(control_secrets.get("sim-credentials").await),
+        "the control plane reads no Secret"
+    );
+
+    // Outside their roles: the provider creates no Workloads, the control plane edits no Location.
+    let provider_workloads = Api::<Workload>::namespaced(provider.clone(), "default");
+    let workload: Workload = serde_json::from_value(json!({
+        "apiVersion": "compute.datumapis.com/v1alpha", "kind": "Workload", "metadata": {"name": "nope"},
+        "spec": {"template": {"spec": {"runtime": {"resources": {"instanceType": "d"},
+                  "sandbox": {"containers": [{"name": "c", "image": "i"}]}},
+                  "networkInterfaces": [{"network": {"name": "default"}}]}},
+                 "placements": [{"name": "p", "cityCodes": ["X"], "scaleSettings": {"minReplicas": 1}}]}
+    }))
+    .expect("a workload");
+    assert!(forbidden(
+        provider_workloads
+            .create(&PostParams::default(), &workload)
+            .await
+    ));
+    assert!(forbidden(
+        Api::<Location>::all(control.clone())
+            .delete("anything", &DeleteParams::default())
+            .await
+    ));
+
+    lifecycle(&h, "least-privilege", control, provider).await;
 }
