@@ -23,6 +23,8 @@ pub struct Settings {
     pub autoscaler: crate::autoscaler::AutoscalerSettings,
     /// The field manager and event reporter name.
     pub manager: String,
+    /// Default Network ranges and subnet sizes.
+    pub networks: crate::network::NetworkSettings,
 }
 
 impl Default for Settings {
@@ -33,6 +35,7 @@ impl Default for Settings {
             retry: Duration::from_secs(5),
             autoscaler: crate::autoscaler::AutoscalerSettings::default(),
             manager: "datum-control".to_owned(),
+            networks: crate::network::NetworkSettings::default(),
         }
     }
 }

@@ -3,6 +3,7 @@
 //!
 //! | situation | Ready | reason | message |
 //! |---|---|---|---|
+//! | scheduling gates present, addresses not allocated | False | `AddressesAllocated`'s (e.g. `AddressPoolExhausted`) | its message |
 //! | scheduling gates present | False | `SchedulingGatesPresent` | `Scheduling gates present: <names>` |
 //! | `Programmed` not True | False | Programmed's reason (`PendingProgramming` while `Pending`) | Programmed's message, or `Instance has not been programmed` |
 //! | provider runs an older template | False | `ProgrammingInProgress` | `Instance is being updated to the current template` |
@@ -101,6 +102,14 @@ pub fn ready_condition(instance: &Instance, current: &[Condition]) -> Condition 
         .map(|gates| gates.iter().map(|g| g.name.clone()).collect())
         .unwrap_or_default();
     if !gates.is_empty() {
+        if let Some(waiting) = conditions::get(
+            current,
+            crate::network::instance_network::ADDRESSES_ALLOCATED,
+        )
+        .filter(|c| c.status == ConditionStatus::False.as_str())
+        {
+            return not_ready(&waiting.reason, waiting.message.clone());
+        }
         return not_ready(
             reasons::SCHEDULING_GATES_PRESENT,
             format!("Scheduling gates present: {}", gates.join(", ")),

@@ -8,6 +8,7 @@
 //! | [`instance_readiness`] | instance | an Instance's provider-set `Programmed`/`Running` | its `Ready` condition |
 //! | [`short_form`] | short form | a `workload.datum.net` Workload | the canonical Workload it owns, status mirrored back |
 //! | [`autoscaler`] | autoscaler | Instance `status.usage` | WorkloadDeployment `spec.replicas`, through `/scale` |
+//! | [`network`] | networks | Network, NetworkBinding, NetworkContext, Instance interfaces | NetworkContexts, Subnets, addresses ([`ipam`]), the `Network` gate lifted |
 //!
 //! [`context`] holds what every controller shares (client, [`Settings`], event reporter);
 //! [`watch`] builds their watch streams; [`status_write`] writes status subresources only
@@ -30,7 +31,9 @@ pub mod autoscaler;
 pub mod context;
 pub mod instance_control;
 pub mod instance_readiness;
+pub mod ipam;
 pub mod label_values;
+pub mod network;
 pub mod ownership;
 pub mod placement;
 pub mod short_form;
@@ -63,6 +66,8 @@ pub async fn run(
         short_form::run(context.clone(), signal(&tx)),
         autoscaler::run(context.clone(), signal(&tx)),
     );
+    let controllers =
+        futures::future::join(controllers, network::run(context.clone(), signal(&tx)));
     let trigger = async move {
         shutdown.await;
         tracing::info!("shutting down controllers");

@@ -117,6 +117,20 @@ pub struct ExternalResource<'a, K: ManagedKind> {
     pub spec: &'a K::Spec,
     /// The Location's settings for this provider (`Location.spec.provider.<name>`).
     pub location_settings: &'a serde_json::Value,
+    /// For Instances: the addresses the control plane's IPAM allocated, one entry per
+    /// interface in `spec.networkInterfaces` order. The runtime waits out the `Network`
+    /// gate, so they are set before the first create. Empty for other kinds.
+    pub assigned: Vec<AssignedAddresses>,
+}
+
+/// The addresses IPAM allocated to one interface; a provider configures these rather than
+/// picking its own.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AssignedAddresses {
+    /// IPv4, or IPv6 on an IPv6-only network.
+    pub network_ip: Option<String>,
+    /// IPv6 on a dual-stack network.
+    pub network_ipv6: Option<String>,
 }
 
 /// What observe found.

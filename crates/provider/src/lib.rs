@@ -25,7 +25,7 @@ pub mod reconciler;
 pub mod runtime;
 
 pub use external::{
-    ConnectError, Credentials, ExternalClient, ExternalResource, InstanceLive, InterfaceAddresses,
-    NetworkLive, Observation, PlatformError, PowerState, Provider, Usage,
+    AssignedAddresses, ConnectError, Credentials, ExternalClient, ExternalResource, InstanceLive,
+    InterfaceAddresses, NetworkLive, Observation, PlatformError, PowerState, Provider, Usage,
 };
 pub use runtime::{Options, run};

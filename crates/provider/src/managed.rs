@@ -81,6 +81,11 @@ pub trait ManagedKind:
         Vec::new()
     }
 
+    /// Addresses the control plane allocated, per interface (Instances only).
+    fn assigned(&self) -> Vec<crate::external::AssignedAddresses> {
+        Vec::new()
+    }
+
     /// The `status` to write for `outcome`, or `None` when the current status already says
     /// it.
     fn status_for(&self, outcome: &Outcome<Self::Live>) -> Option<serde_json::Value>;
@@ -136,6 +141,24 @@ impl ManagedKind for Instance {
             .and_then(|c| c.scheduling_gates.as_ref())
             .map(|gates| gates.iter().map(|g| g.name.clone()).collect())
             .unwrap_or_default()
+    }
+
+    fn assigned(&self) -> Vec<crate::external::AssignedAddresses> {
+        let interfaces = self
+            .status
+            .as_ref()
+            .and_then(|s| s.network_interfaces.as_ref());
+        interfaces
+            .into_iter()
+            .flatten()
+            .map(|interface| {
+                let assignments = interface.assignments.clone().unwrap_or_default();
+                crate::external::AssignedAddresses {
+                    network_ip: assignments.network_ip,
+                    network_ipv6: assignments.network_ipv6,
+                }
+            })
+            .collect()
     }
 
     fn status_for(&self, outcome: &Outcome<InstanceLive>) -> Option<serde_json::Value> {
@@ -201,23 +224,47 @@ impl ManagedKind for Instance {
                 });
             }
             status.provider_id = live.provider_id.clone();
-            status.network_interfaces = (!live.addresses.is_empty()).then(|| {
-                live.addresses
-                    .iter()
-                    .map(|a| InstanceNetworkInterfaceStatus {
-                        assignments: Some(InstanceNetworkInterfaceAssignments {
-                            network_ip: a.network_ip.clone(),
-                            external_ip: a.external_ip.clone(),
-                        }),
-                    })
-                    .collect()
-            });
+            status.network_interfaces = merge_addresses(
+                current.network_interfaces.as_deref().unwrap_or_default(),
+                &live.addresses,
+            );
             status.usage = usage_status(current.usage.as_ref(), live);
         }
         (!same_instance_status(&current, &status))
             .then(|| to_json(&status))
             .flatten()
     }
+}
+
+/// The interfaces' addresses: the internal ones the control plane's IPAM allocated stay
+/// as they are (IPAM is their source of truth); the provider fills in what IPAM has not
+/// set — an internal address on a platform that picks its own, and external addresses.
+fn merge_addresses(
+    current: &[InstanceNetworkInterfaceStatus],
+    live: &[crate::external::InterfaceAddresses],
+) -> Option<Vec<InstanceNetworkInterfaceStatus>> {
+    let count = current.len().max(live.len());
+    let merged: Vec<_> = (0..count)
+        .map(|index| {
+            let allocated = current
+                .get(index)
+                .and_then(|i| i.assignments.clone())
+                .unwrap_or_default();
+            let observed = live.get(index);
+            InstanceNetworkInterfaceStatus {
+                assignments: Some(InstanceNetworkInterfaceAssignments {
+                    network_ip: allocated
+                        .network_ip
+                        .or_else(|| observed.and_then(|o| o.network_ip.clone())),
+                    network_ipv6: allocated.network_ipv6,
+                    external_ip: observed
+                        .and_then(|o| o.external_ip.clone())
+                        .or(allocated.external_ip),
+                }),
+            }
+        })
+        .collect();
+    (!merged.is_empty()).then_some(merged)
 }
 
 /// New usage figures stamped now; the previous stamp kept when the figures are unchanged,

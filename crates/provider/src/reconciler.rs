@@ -397,6 +397,7 @@ where
             id,
             spec: self.obj.desired(),
             location_settings: settings,
+            assigned: self.obj.assigned(),
         }
     }
 

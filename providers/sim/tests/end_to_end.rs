@@ -183,6 +183,20 @@ async fn lifecycle(h: &common::SimHarness, test: &str, control: Client, provider
             status.provider_id.is_some_and(|id| !id.is_empty()),
             "the provider ID is recorded"
         );
+        // The address is IPAM's — the Network's default IPv6 family, a ULA (fd00::/8) —
+        // not one the provider made up.
+        let ip: std::net::IpAddr = status
+            .network_interfaces
+            .as_ref()
+            .and_then(|i| i.first())
+            .and_then(|i| i.assignments.as_ref())
+            .and_then(|a| a.network_ip.as_deref())
+            .and_then(|ip| ip.parse().ok())
+            .expect("an address on the first interface");
+        assert!(
+            matches!(ip, std::net::IpAddr::V6(v6) if v6.octets()[0] == 0xfd),
+            "{ip} is from the Network's ULA range"
+        );
     }
 
     workloads

@@ -281,9 +281,18 @@ pub struct InstanceNetworkInterfaceStatus {
 /// The addresses assigned to a network interface.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
 pub struct InstanceNetworkInterfaceAssignments {
-    /// The address inside the network.
+    /// The address inside the network, allocated by the control plane's IPAM: IPv4, or
+    /// IPv6 on an IPv6-only network.
     #[serde(rename = "networkIP", default, skip_serializing_if = "Option::is_none")]
     pub network_ip: Option<String>,
+
+    /// The interface's IPv6 address on a dual-stack network (a Datum extension).
+    #[serde(
+        rename = "networkIPv6",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub network_ipv6: Option<String>,
 
     /// The public address, if the interface has one.
     #[serde(

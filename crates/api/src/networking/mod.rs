@@ -13,6 +13,7 @@
 //! | [`NetworkContext`] | namespace | [`network_context`] | a network's presence in one location |
 //! | [`Subnet`] | namespace | [`subnet`] | an address range of a context |
 //! | [`SubnetClaim`] | namespace | [`subnet_claim`] | a request for a subnet |
+//! | [`IpAddress`] (`IPAddress`) | namespace | [`ip_address`] | one allocated address or block (Datum extension) |
 //! | [`NetworkPolicy`] | namespace | [`network_policy`] | allowed traffic to and from instances |
 //!
 //! Shared pieces: [`references`] (how objects point at each other), [`ip_family`],
@@ -21,6 +22,7 @@
 //! [`names`] (deterministic object names) and [`seeded_conditions`] (the `Pending` status
 //! defaults).
 
+pub mod ip_address;
 pub mod ip_family;
 pub mod location;
 pub mod names;
@@ -39,6 +41,7 @@ pub mod well_known;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
+pub use ip_address::{IpAddress, IpAddressInstanceRef, IpAddressSpec, IpAddressStatus};
 pub use ip_family::IpFamily;
 pub use location::{
     Coordinates, GcpLocationProvider, Location, LocationProvider, LocationSpec, LocationStatus,
@@ -76,6 +79,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         NetworkPolicy::crd(),
         Subnet::crd(),
         SubnetClaim::crd(),
+        IpAddress::crd(),
     ]
 }
 

@@ -22,6 +22,12 @@ pub fn context_ipv6_subnet(network_context: &str) -> String {
     format!("{network_context}-ipv6")
 }
 
+/// The IPv4 Subnet a NetworkContext publishes: `<context>-ipv4` (a Datum extension,
+/// named like upstream's IPv6 one).
+pub fn context_ipv4_subnet(network_context: &str) -> String {
+    format!("{network_context}-ipv4")
+}
+
 /// The IPAM claim holding a Network's address range: `network-<uid>`.
 pub fn network_prefix_claim(network_uid: &str) -> String {
     format!("network-{network_uid}")

@@ -4,13 +4,20 @@
 //! with its own ordinal (quirk Q1), the template's annotations, and the template spec with
 //! `location` (the deployment's) and `controller.templateHash` filled in. An update applies
 //! the new template spec but keeps `location` and the scheduling gates, so no field the
-//! controller owns is ever dropped (quirk Q2).
+//! controller owns is ever dropped (quirk Q2). A new Instance carries the `Network`
+//! scheduling gate, which the instance-network controller lifts once its addresses are
+//! allocated.
+//!
+//! The deployment also needs its networks in its location: one NetworkBinding per template
+//! interface, `<deployment>-net-<index>` ([`network_binding`]), owned by the deployment.
 
 use std::collections::BTreeMap;
 
 use datum_api::compute::{
-    Instance, InstanceController, InstanceSpec, LocationReference, WorkloadDeployment, labels,
+    Instance, InstanceController, InstanceSpec, LocationReference, SchedulingGate,
+    WorkloadDeployment, labels, scheduling_gates,
 };
+use datum_api::networking::{NetworkBinding, NetworkBindingConsumer, NetworkBindingSpec};
 use kube::ResourceExt;
 use kube::api::ObjectMeta;
 
@@ -74,7 +81,9 @@ pub fn new_instance(
     spec.location = Some(location.clone());
     spec.controller = Some(InstanceController {
         template_hash: hash.to_owned(),
-        scheduling_gates: None,
+        scheduling_gates: Some(vec![SchedulingGate {
+            name: scheduling_gates::NETWORK.to_owned(),
+        }]),
     });
     Instance {
         metadata: ObjectMeta {
@@ -130,4 +139,40 @@ pub fn updated_instance(
     }
     updated.metadata.managed_fields = None;
     updated
+}
+
+/// The NetworkBinding of interface `index` of the deployment's template in `location`:
+/// `<deployment>-net-<index>`, as upstream.
+pub fn network_binding(
+    deployment: &WorkloadDeployment,
+    location: &LocationReference,
+    index: usize,
+    network: &datum_api::compute::NetworkRef,
+) -> NetworkBinding {
+    use datum_api::networking::well_known::labels as net_labels;
+    let mut binding_labels = BTreeMap::new();
+    insert_name(&mut binding_labels, net_labels::NETWORK, &network.name);
+    insert_name(&mut binding_labels, net_labels::LOCATION, &location.name);
+    let mut reference = datum_api::networking::NetworkRef::new(network.name.clone());
+    reference.namespace = network.namespace.clone();
+    let mut spec = NetworkBindingSpec::new(
+        reference,
+        datum_api::networking::LocationReference::new(location.name.clone()),
+    );
+    spec.consumer = Some(NetworkBindingConsumer {
+        api_group: Some("compute.datumapis.com".to_owned()),
+        kind: "WorkloadDeployment".to_owned(),
+        name: deployment.name_any(),
+    });
+    NetworkBinding {
+        metadata: ObjectMeta {
+            name: Some(format!("{}-net-{index}", deployment.name_any())),
+            namespace: deployment.namespace(),
+            labels: Some(binding_labels),
+            owner_references: crate::ownership::controller_reference(deployment).map(|o| vec![o]),
+            ..ObjectMeta::default()
+        },
+        spec,
+        status: None,
+    }
 }

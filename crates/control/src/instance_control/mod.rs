@@ -9,8 +9,11 @@
 //! can never make two Instances for one slot: the API server's create is the lock, and a
 //! `409 AlreadyExists` just means someone else got there first.
 //!
-//! Scheduling gates: networking is not implemented by this crate yet, so Instances are
-//! created without the upstream `Network` gate; gates already present are kept on update.
+//! Networks: before its Instances, the deployment ensures one NetworkBinding per template
+//! interface in its location ([`build::network_binding`]; existing ones are never
+//! updated, as upstream). Instances are created with the upstream `Network` scheduling
+//! gate; [`crate::network::instance_network`] lifts it once the Instance's network contexts
+//! are Ready and its addresses allocated. Gates already present are kept on update.
 //!
 //! Triggers: deployment spec changes (generation: template, `spec.replicas`, the scale
 //! subresource) and any change of an owned Instance (its readiness drives the rollout).
@@ -25,6 +28,7 @@ use std::sync::Arc;
 use datum_api::compute::conditions::READY;
 use datum_api::compute::{Instance, WorkloadDeployment, labels};
 use datum_api::conditions;
+use datum_api::networking::NetworkBinding;
 use futures::StreamExt;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::controller::Action;
@@ -47,6 +51,8 @@ pub enum InstanceControlError {
     UpdateInstance(String, #[source] kube::Error),
     #[error("failed to delete instance {0}")]
     DeleteInstance(String, #[source] kube::Error),
+    #[error("failed to create network binding {0}")]
+    CreateBinding(String, #[source] kube::Error),
     #[error("failed to write the deployment status")]
     Status(#[from] StatusWriteError),
     #[error("deployment has no namespace")]
@@ -92,6 +98,7 @@ pub async fn reconcile(
     let instances = list_instances(&api, &deployment).await?;
     let hash = deployment.spec.template.hash();
     if let Some(location) = build::location(&deployment) {
+        ensure_bindings(&context, &deployment, &namespace, &location).await?;
         let replicas = u32::try_from(status::desired_replicas(&deployment)).unwrap_or_default();
         let observed: Vec<Observed> = instances.iter().map(observe).collect();
         let steps = plan::plan(
@@ -107,6 +114,33 @@ pub async fn reconcile(
     }
     update_status(&context, &deployment, &namespace, &instances, &hash).await?;
     Ok(Action::requeue(context.settings().resync))
+}
+
+/// Creates the NetworkBinding of each template interface that does not exist yet.
+async fn ensure_bindings(
+    context: &Context,
+    deployment: &WorkloadDeployment,
+    namespace: &str,
+    location: &datum_api::compute::LocationReference,
+) -> Result<(), InstanceControlError> {
+    let api: Api<NetworkBinding> = context.api_in(namespace);
+    for (index, interface) in deployment
+        .spec
+        .template
+        .spec
+        .network_interfaces
+        .iter()
+        .enumerate()
+    {
+        let binding = build::network_binding(deployment, location, index, &interface.network);
+        let name = binding.name_any();
+        match api.create(&PostParams::default(), &binding).await {
+            Ok(_) => info!(binding = %name, "created network binding"),
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(error) => return Err(InstanceControlError::CreateBinding(name, error)),
+        }
+    }
+    Ok(())
 }
 
 async fn list_instances(

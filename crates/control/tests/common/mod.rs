@@ -77,6 +77,16 @@ pub async fn env_without_controllers() -> Env {
         .unwrap_or("test")
         .replace('_', "-");
     let namespace = cp.fresh_namespace(&client, &test).await.expect("namespace");
+    // The network the test workloads attach to, as a user would create it first.
+    let network: datum_api::networking::Network = serde_json::from_value(serde_json::json!({
+        "apiVersion": "networking.datumapis.com/v1alpha", "kind": "Network",
+        "metadata": { "name": "default" }, "spec": { "ipam": { "mode": "Auto" } }
+    }))
+    .expect("a Network");
+    Api::<datum_api::networking::Network>::namespaced(client.clone(), &namespace)
+        .create(&PostParams::default(), &network)
+        .await
+        .expect("network created");
     Env {
         cp,
         client,
@@ -99,10 +109,16 @@ impl Env {
     }
 
     pub fn start_controllers(&mut self) {
+        let settings = settings(&self.namespace);
+        self.start_controllers_with(settings);
+    }
+
+    /// Starts the controllers with the given settings.
+    pub fn start_controllers_with(&mut self, settings: Settings) {
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(datum_control::run(
             self.client.clone(),
-            settings(&self.namespace),
+            settings,
             async move {
                 let _ = stopped.await;
             },
@@ -218,10 +234,24 @@ impl Env {
             .collect()
     }
 
-    /// Plays the provider: reports `Programmed` and `Running` True and echoes the template hash.
+    /// Plays the provider: waits out the Instance's scheduling gates (as a provider must),
+    /// then reports `Programmed` and `Running` True and echoes the template hash.
     pub async fn provider_runs(&self, name: &str) {
         let api = self.api::<Instance>();
-        let instance = api.get(name).await.expect("instance exists");
+        let instance = eventually("the instance's scheduling gates lifted", || async {
+            let instance = api.get(name).await.ok()?;
+            (!gated(&instance)).then_some(instance)
+        })
+        .await;
+        self.report_running(&instance)
+            .await
+            .expect("status patched");
+    }
+
+    /// Reports `Programmed` and `Running` True on `instance` (as read) and echoes its hash.
+    async fn report_running(&self, instance: &Instance) -> Result<(), kube::Error> {
+        let api = self.api::<Instance>();
+        let name = instance.name_any();
         let hash = instance
             .spec
             .controller
@@ -256,14 +286,17 @@ impl Env {
             observed_template_hash: hash,
         });
         let patch = serde_json::json!({ "status": status });
-        api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
-            .expect("status patched");
+            .map(|_| ())
     }
 
     /// Plays the provider for every Instance that exists and does not yet run its template.
     pub async fn provider_runs_all(&self) {
         for instance in self.instances().await {
+            if gated(&instance) {
+                continue;
+            }
             let spec_hash = instance
                 .spec
                 .controller
@@ -275,7 +308,11 @@ impl Env {
                 .and_then(|s| s.controller.as_ref())
                 .map(|c| c.observed_template_hash.clone());
             if spec_hash != observed {
-                self.provider_runs(&instance.name_any()).await;
+                match self.report_running(&instance).await {
+                    // Deleted (scaled down) since it was listed.
+                    Err(kube::Error::Api(status)) if status.code == 404 => {}
+                    result => result.expect("status patched"),
+                }
             }
         }
     }
@@ -299,6 +336,16 @@ impl Env {
             let _ = api.delete(name, &DeleteParams::default()).await;
         }
     }
+}
+
+/// Whether the Instance still has scheduling gates (a provider leaves it alone then).
+pub fn gated(instance: &Instance) -> bool {
+    instance
+        .spec
+        .controller
+        .as_ref()
+        .and_then(|c| c.scheduling_gates.as_ref())
+        .is_some_and(|g| !g.is_empty())
 }
 
 /// Polls `check` until it returns `Some`, failing the test after a generous deadline.

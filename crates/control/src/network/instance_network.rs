@@ -1,0 +1,437 @@
+//! The instance-network controller: gives every interface of an Instance an address per
+//! family of its network, shows them in `status.networkInterfaces[i].assignments`, and
+//! lifts the `Network` scheduling gate once every interface has them.
+//!
+//! Reconcile checklist ([`reconcile`]): fetch (cached) → skip if deleting (its addresses
+//! go with it through owner references) → wait for a location → resolve each interface
+//! (Network → NetworkContext `<network>-<location>` Ready → its Subnets → an address from
+//! each, [`Allocator::allocate_host`](crate::ipam::Allocator::allocate_host)) → release
+//! addresses the Instance no longer needs → write the status → lift the gate.
+//!
+//! `networkIP` is the interface's IPv4 address, or its IPv6 address on an IPv6-only
+//! network (the IPv6 address of a dual-stack interface is in its IPAddress object, found by
+//! the selectable field `spec.instanceRef.uid`). The condition [`ADDRESSES_ALLOCATED`] says
+//! how far allocation got; while it is False the instance controller copies its reason into
+//! `Ready`, so an Instance waiting for a full subnet reads `AddressPoolExhausted` with a
+//! message naming the subnet. A waiting Instance is retried every `retry` and whenever a
+//! NetworkContext of its location changes; an exhausted subnet is re-listed before it is
+//! declared full again, so freed addresses are found.
+//!
+//! Addresses live in the Network's namespace. An Instance in another namespace cannot own
+//! them (owner references do not cross namespaces); its addresses are released explicitly
+//! when it no longer needs them, and otherwise outlive it.
+
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+
+use datum_api::compute::scheduling_gates;
+use datum_api::compute::{
+    Instance, InstanceNetworkInterface, InstanceNetworkInterfaceAssignments,
+    InstanceNetworkInterfaceStatus, InstanceStatus,
+};
+use datum_api::conditions::{self, ConditionStatus};
+use datum_api::networking::well_known::{condition_types, reasons};
+use datum_api::networking::{
+    IpAddress, IpFamily, IpamMode, Network, NetworkContext, Subnet, names,
+};
+use futures::StreamExt;
+use ipnet::IpNet;
+use kube::ResourceExt;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use tracing::{debug, info, warn};
+
+use super::Networks;
+use crate::ipam::{AllocatorError, Holder, HostRequest};
+use crate::watch;
+
+/// Instance condition: every interface has its addresses.
+pub const ADDRESSES_ALLOCATED: &str = "AddressesAllocated";
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstanceNetworkError {
+    #[error("failed to read {0}")]
+    Get(String, #[source] kube::Error),
+    #[error("failed to allocate an address")]
+    Allocate(#[from] AllocatorError),
+    #[error("failed to serialize the status of instance {0}")]
+    Serialize(String, #[source] serde_json::Error),
+    #[error("failed to write the status of instance {0}")]
+    Status(String, #[source] kube::Error),
+    #[error("failed to lift the Network scheduling gate of instance {0}")]
+    Gate(String, #[source] kube::Error),
+    #[error("instance has no namespace")]
+    NoNamespace,
+}
+
+/// Runs the instance-network controller until `shutdown` completes.
+pub async fn run(networks: Networks, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    let controller = watch::controller(
+        networks.context.scoped_api::<Instance>(),
+        watch::Filter::Generation,
+    );
+    let instances = controller.store();
+    controller
+        .watches_stream(
+            watch::objects(networks.context.scoped_api::<NetworkContext>()),
+            move |network_context: NetworkContext| {
+                let location = network_context.spec.location.name.clone();
+                instances
+                    .state()
+                    .iter()
+                    .filter(|i| {
+                        i.spec.location.as_ref().is_some_and(|l| l.name == location)
+                            && !addresses_allocated(i)
+                    })
+                    .map(|i| ObjectRef::from_obj(i.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, Arc::new(networks))
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                debug!(%error, "instance network reconcile failed");
+            }
+        })
+        .await;
+}
+
+fn error_policy(
+    instance: Arc<Instance>,
+    error: &InstanceNetworkError,
+    networks: Arc<Networks>,
+) -> Action {
+    warn!(instance = %instance.name_any(), error = %error, source = ?std::error::Error::source(error), "reconciling instance network failed");
+    Action::requeue(networks.context.settings().retry)
+}
+
+fn addresses_allocated(instance: &Instance) -> bool {
+    instance
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_deref())
+        .is_some_and(|c| conditions::is_true(c, ADDRESSES_ALLOCATED))
+}
+
+/// What became of one interface.
+enum Resolved {
+    /// Its addresses (none on a `Policy`-mode network), and the namespace they live in.
+    Ready(String, Vec<IpAddress>),
+    /// Waiting, with the reason and message to report.
+    Waiting(&'static str, String),
+}
+
+/// One pass over an Instance, as a checklist.
+pub async fn reconcile(
+    instance: Arc<Instance>,
+    networks: Arc<Networks>,
+) -> Result<Action, InstanceNetworkError> {
+    let settings = networks.context.settings();
+    if instance.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let namespace = instance
+        .namespace()
+        .ok_or(InstanceNetworkError::NoNamespace)?;
+    let Some(location) = instance.spec.location.as_ref().map(|l| l.name.clone()) else {
+        return Ok(Action::await_change());
+    };
+    let mut resolved = Vec::new();
+    for (index, interface) in instance.spec.network_interfaces.iter().enumerate() {
+        let index = u32::try_from(index).unwrap_or(u32::MAX);
+        resolved.push(
+            resolve(
+                &networks, &instance, &namespace, &location, index, interface,
+            )
+            .await?,
+        );
+    }
+    release_stale(&networks, &instance, &namespace, &resolved).await?;
+    let waiting = resolved.iter().find_map(|r| match r {
+        Resolved::Waiting(reason, message) => Some((*reason, message.clone())),
+        Resolved::Ready(..) => None,
+    });
+    let version =
+        write_status(&networks, &instance, &namespace, &resolved, waiting.clone()).await?;
+    if waiting.is_some() {
+        return Ok(Action::requeue(settings.retry));
+    }
+    lift_gate(&networks, &instance, &namespace, version).await?;
+    Ok(Action::requeue(settings.resync))
+}
+
+async fn resolve(
+    networks: &Networks,
+    instance: &Instance,
+    namespace: &str,
+    location: &str,
+    index: u32,
+    interface: &InstanceNetworkInterface,
+) -> Result<Resolved, InstanceNetworkError> {
+    let context = &networks.context;
+    let network_namespace = interface
+        .network
+        .namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| namespace.to_owned());
+    let network_name = &interface.network.name;
+    let get_error = |what: String| move |e| InstanceNetworkError::Get(what, e);
+    let Some(network) = context
+        .api_in::<Network>(&network_namespace)
+        .get_opt(network_name)
+        .await
+        .map_err(get_error(format!("network {network_name}")))?
+    else {
+        return Ok(Resolved::Waiting(
+            reasons::NETWORK_NOT_FOUND,
+            format!("Network {network_namespace}/{network_name} was not found"),
+        ));
+    };
+    let context_name = names::network_context(network_name, location);
+    let network_context = context
+        .api_in::<NetworkContext>(&network_namespace)
+        .get_opt(&context_name)
+        .await
+        .map_err(get_error(format!("network context {context_name}")))?;
+    let context_conditions = network_context
+        .as_ref()
+        .and_then(|c| c.status.as_ref())
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let Some(network_context) = network_context
+        .filter(|_| conditions::is_true(&context_conditions, condition_types::READY))
+    else {
+        if let Some(ipam) = conditions::get(&context_conditions, condition_types::IPAM_ALLOCATED)
+            .filter(|c| c.reason == reasons::ADDRESS_POOL_EXHAUSTED)
+        {
+            return Ok(Resolved::Waiting(
+                reasons::ADDRESS_POOL_EXHAUSTED,
+                ipam.message.clone(),
+            ));
+        }
+        return Ok(Resolved::Waiting(
+            reasons::NETWORK_CONTEXT_NOT_READY,
+            format!("NetworkContext {context_name} is not ready yet"),
+        ));
+    };
+    if network.spec.ipam.mode == IpamMode::Policy {
+        return Ok(Resolved::Ready(network_namespace, Vec::new()));
+    }
+    let holder = Holder {
+        instance_name: instance.name_any(),
+        instance_uid: instance.uid().unwrap_or_default(),
+        interface_index: index,
+        owner: (network_namespace == namespace)
+            .then(|| crate::ownership::controller_reference(instance))
+            .flatten(),
+    };
+    let mut addresses = Vec::new();
+    for family in network_context.spec.ip_families.clone().unwrap_or_default() {
+        let subnet_name = match family {
+            IpFamily::Ipv4 => names::context_ipv4_subnet(&context_name),
+            IpFamily::Ipv6 => names::context_ipv6_subnet(&context_name),
+        };
+        let subnet = context
+            .api_in::<Subnet>(&network_namespace)
+            .get_opt(&subnet_name)
+            .await
+            .map_err(get_error(format!("subnet {subnet_name}")))?;
+        let Some(cidr) = subnet
+            .and_then(|s| s.spec.cidr())
+            .and_then(|c| c.parse::<IpNet>().ok())
+        else {
+            return Ok(Resolved::Waiting(
+                reasons::NETWORK_CONTEXT_NOT_READY,
+                format!("Subnet {subnet_name} is not allocated yet"),
+            ));
+        };
+        let request = HostRequest {
+            namespace: &network_namespace,
+            network: network_name,
+            subnet: &subnet_name,
+            cidr,
+            family,
+            holder: &holder,
+        };
+        match networks.allocator.allocate_host(&request).await {
+            Ok(address) => addresses.push(address),
+            Err(error) if error.is_exhausted() => {
+                return Ok(Resolved::Waiting(
+                    reasons::ADDRESS_POOL_EXHAUSTED,
+                    error.to_string(),
+                ));
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(Resolved::Ready(network_namespace, addresses))
+}
+
+/// Releases addresses the Instance holds but no longer needs: those of interfaces it no
+/// longer has, and those an interface with its addresses resolved does not use. An
+/// interface still waiting keeps what it holds.
+async fn release_stale(
+    networks: &Networks,
+    instance: &Instance,
+    namespace: &str,
+    resolved: &[Resolved],
+) -> Result<(), InstanceNetworkError> {
+    let uid = instance.uid().unwrap_or_default();
+    let mut namespaces: HashSet<String> = HashSet::from([namespace.to_owned()]);
+    let mut kept: HashSet<(String, String)> = HashSet::new();
+    for r in resolved {
+        if let Resolved::Ready(ns, addresses) = r {
+            namespaces.insert(ns.clone());
+            kept.extend(addresses.iter().map(|a| (ns.clone(), a.name_any())));
+        }
+    }
+    for ns in namespaces {
+        for held in networks.allocator.held_by_instance(&ns, &uid).await? {
+            let index = held
+                .spec
+                .interface_index
+                .and_then(|i| usize::try_from(i).ok())
+                .unwrap_or(usize::MAX);
+            let stale = match resolved.get(index) {
+                None => true,
+                Some(Resolved::Ready(..)) => !kept.contains(&(ns.clone(), held.name_any())),
+                Some(Resolved::Waiting(..)) => false,
+            };
+            if stale {
+                networks.allocator.release(&held).await?;
+                info!(instance = %instance.name_any(), address = %held.spec.address, "released address");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn write_status(
+    networks: &Networks,
+    instance: &Instance,
+    namespace: &str,
+    resolved: &[Resolved],
+    waiting: Option<(&'static str, String)>,
+) -> Result<Option<String>, InstanceNetworkError> {
+    let generation = instance.metadata.generation.unwrap_or_default();
+    let mut status = instance
+        .status
+        .clone()
+        .unwrap_or_else(InstanceStatus::pending);
+    let previous = status.network_interfaces.clone().unwrap_or_default();
+    let interfaces: Vec<InstanceNetworkInterfaceStatus> = resolved
+        .iter()
+        .enumerate()
+        .map(|(index, r)| {
+            let old = previous.get(index).cloned().unwrap_or_default();
+            match r {
+                Resolved::Waiting(..) => old,
+                Resolved::Ready(_, addresses) => {
+                    let by_family: BTreeMap<IpFamily, String> = addresses
+                        .iter()
+                        .map(|a| (a.spec.ip_family, a.spec.address.clone()))
+                        .collect();
+                    let primary = by_family
+                        .get(&IpFamily::Ipv4)
+                        .or_else(|| by_family.get(&IpFamily::Ipv6))
+                        .cloned();
+                    // Dual-stack: networkIP holds IPv4 and networkIPv6 the IPv6 address.
+                    let ipv6 = by_family
+                        .get(&IpFamily::Ipv4)
+                        .and(by_family.get(&IpFamily::Ipv6))
+                        .cloned();
+                    let external = old.assignments.and_then(|a| a.external_ip);
+                    InstanceNetworkInterfaceStatus {
+                        assignments: (primary.is_some() || external.is_some()).then_some(
+                            InstanceNetworkInterfaceAssignments {
+                                network_ip: primary,
+                                network_ipv6: ipv6,
+                                external_ip: external,
+                            },
+                        ),
+                    }
+                }
+            }
+        })
+        .collect();
+    status.network_interfaces = (!interfaces.is_empty()).then_some(interfaces);
+    let condition = match waiting {
+        Some((reason, message)) => conditions::new(
+            ADDRESSES_ALLOCATED,
+            ConditionStatus::False,
+            reason,
+            message,
+            generation,
+        ),
+        None => conditions::new(
+            ADDRESSES_ALLOCATED,
+            ConditionStatus::True,
+            reasons::ALLOCATED,
+            "Every interface has its addresses",
+            generation,
+        ),
+    };
+    let mut list = status.conditions.take().unwrap_or_default();
+    conditions::set(&mut list, condition);
+    status.conditions = Some(list);
+    if instance.status.as_ref() == Some(&status) {
+        return Ok(instance.resource_version());
+    }
+    let name = instance.name_any();
+    let value = serde_json::to_value(&status)
+        .map_err(|e| InstanceNetworkError::Serialize(name.clone(), e))?;
+    let patch = serde_json::json!({
+        "metadata": { "resourceVersion": instance.resource_version() },
+        "status": value,
+    });
+    let written = networks
+        .context
+        .api_in::<Instance>(namespace)
+        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| InstanceNetworkError::Status(name, e))?;
+    Ok(written.resource_version())
+}
+
+/// Removes the `Network` gate, other gates kept. The patch carries the resourceVersion
+/// last written, so a gate added meanwhile is never dropped (the API server answers 409 and
+/// the next pass starts from fresh data).
+async fn lift_gate(
+    networks: &Networks,
+    instance: &Instance,
+    namespace: &str,
+    resource_version: Option<String>,
+) -> Result<(), InstanceNetworkError> {
+    let Some(gates) = instance
+        .spec
+        .controller
+        .as_ref()
+        .and_then(|c| c.scheduling_gates.clone())
+    else {
+        return Ok(());
+    };
+    if !gates.iter().any(|g| g.name == scheduling_gates::NETWORK) {
+        return Ok(());
+    }
+    let remaining: Vec<_> = gates
+        .into_iter()
+        .filter(|g| g.name != scheduling_gates::NETWORK)
+        .collect();
+    let patch = serde_json::json!({
+        "metadata": { "resourceVersion": resource_version },
+        "spec": { "controller": { "schedulingGates": (!remaining.is_empty()).then_some(remaining) } },
+    });
+    let name = instance.name_any();
+    networks
+        .context
+        .api_in::<Instance>(namespace)
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| InstanceNetworkError::Gate(name.clone(), e))?;
+    info!(instance = %name, "lifted the Network scheduling gate");
+    Ok(())
+}
