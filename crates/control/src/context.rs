@@ -5,6 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use datum_runtime::metrics::Metrics;
+use futures::future::BoxFuture;
+use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
@@ -25,6 +28,8 @@ pub struct Settings {
     pub manager: String,
     /// Default Network ranges and subnet sizes.
     pub networks: crate::network::NetworkSettings,
+    /// Where reconciles are counted and timed (served on `/metrics` by the binary).
+    pub metrics: Arc<Metrics>,
 }
 
 impl Default for Settings {
@@ -36,6 +41,7 @@ impl Default for Settings {
             autoscaler: crate::autoscaler::AutoscalerSettings::default(),
             manager: "datum-control".to_owned(),
             networks: crate::network::NetworkSettings::default(),
+            metrics: Arc::new(Metrics::new()),
         }
     }
 }
@@ -117,5 +123,28 @@ impl Context {
         K::DynamicType: Default,
     {
         Api::all(self.client().clone())
+    }
+}
+
+/// Wraps a reconcile function so every run is counted and timed under `controller` in
+/// [`Settings::metrics`]: `datum_reconcile_total`, `datum_reconcile_errors_total`,
+/// `datum_reconcile_duration_seconds`.
+pub fn timed<K, C, E, F, Fut>(
+    controller: &'static str,
+    metrics: Arc<Metrics>,
+    reconcile: F,
+) -> impl FnMut(Arc<K>, Arc<C>) -> BoxFuture<'static, Result<Action, E>>
+where
+    F: Fn(Arc<K>, Arc<C>) -> Fut,
+    Fut: Future<Output = Result<Action, E>> + Send + 'static,
+{
+    move |object, context| {
+        let timer = metrics.reconcile.start(controller);
+        let pending = reconcile(object, context);
+        Box::pin(async move {
+            let result = pending.await;
+            timer.finish(result.is_ok());
+            result
+        })
     }
 }

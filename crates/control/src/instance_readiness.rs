@@ -45,7 +45,15 @@ pub async fn run(context: Context, shutdown: impl Future<Output = ()> + Send + S
     let instances: Api<Instance> = context.scoped_api();
     watch::controller(instances, watch::Filter::Everything)
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, Arc::new(context))
+        .run(
+            crate::context::timed(
+                "instance_readiness",
+                context.settings().metrics.clone(),
+                reconcile,
+            ),
+            error_policy,
+            Arc::new(context),
+        )
         .for_each(|result| async move {
             if let Err(error) = result {
                 debug!(%error, "instance reconcile failed");

@@ -65,7 +65,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let listener = health::bind(args.health_address).await?;
     let server = tokio::spawn(health::serve(
         listener,
-        metrics,
+        metrics.clone(),
         health.clone(),
         shutdown.clone(),
     ));
@@ -108,6 +108,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     });
     let settings = datum_control::Settings {
         namespace: args.namespace,
+        metrics,
         ..datum_control::Settings::default()
     };
     let stopped = stop.clone();

@@ -193,3 +193,33 @@ async fn deployments_follow_locations_as_they_come_go_and_fail() {
     .await;
     env.cleanup().await;
 }
+
+/// Every controller's reconciles are counted and timed in the metrics the binary serves.
+#[tokio::test]
+async fn reconciles_are_counted_in_metrics() {
+    let mut env = common::env_without_controllers().await;
+    let settings = common::settings(&env.namespace);
+    let metrics = settings.metrics.clone();
+    env.start_controllers_with(settings);
+    let city = env.unique("m").to_uppercase();
+    env.location("m", "gcp", &city, "us-south1").await;
+    env.create_workload(workload(
+        "metered",
+        json!([{ "name": "p", "cityCodes": [city], "scaleSettings": { "minReplicas": 1 } }]),
+    ))
+    .await;
+    eventually("the deployment and its Instance exist", || async {
+        (!env.instances().await.is_empty()).then_some(())
+    })
+    .await;
+    let text = metrics.encode().expect("metrics encode");
+    for controller in ["placement", "instance_control", "instance_network"] {
+        let line = format!("datum_reconcile_total{{controller=\"{controller}\"}}");
+        assert!(text.contains(&line), "{line} missing from:\n{text}");
+    }
+    assert!(
+        text.contains("datum_reconcile_duration_seconds_bucket"),
+        "{text}"
+    );
+    env.cleanup().await;
+}

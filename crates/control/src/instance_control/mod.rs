@@ -65,7 +65,15 @@ pub async fn run(context: Context, shutdown: impl Future<Output = ()> + Send + S
     watch::controller(deployments, watch::Filter::Generation)
         .owns_stream(watch::objects(context.scoped_api::<Instance>()))
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, Arc::new(context))
+        .run(
+            crate::context::timed(
+                "instance_control",
+                context.settings().metrics.clone(),
+                reconcile,
+            ),
+            error_policy,
+            Arc::new(context),
+        )
         .for_each(|result| async move {
             if let Err(error) = result {
                 debug!(%error, "deployment reconcile failed");

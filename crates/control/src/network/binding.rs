@@ -97,7 +97,15 @@ pub async fn run(context: Context, shutdown: impl Future<Output = ()> + Send + S
             },
         )
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, Arc::new(context))
+        .run(
+            crate::context::timed(
+                "network_binding",
+                context.settings().metrics.clone(),
+                reconcile,
+            ),
+            error_policy,
+            Arc::new(context),
+        )
         .for_each(|result| async move {
             if let Err(error) = result {
                 debug!(%error, "binding reconcile failed");

@@ -90,7 +90,15 @@ pub async fn run(networks: Networks, shutdown: impl Future<Output = ()> + Send +
             },
         )
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, Arc::new(networks))
+        .run(
+            crate::context::timed(
+                "instance_network",
+                networks.context.settings().metrics.clone(),
+                reconcile,
+            ),
+            error_policy,
+            Arc::new(networks),
+        )
         .for_each(|result| async move {
             if let Err(error) = result {
                 debug!(%error, "instance network reconcile failed");

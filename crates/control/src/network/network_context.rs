@@ -76,7 +76,15 @@ pub async fn run(networks: Networks, shutdown: impl Future<Output = ()> + Send +
     )
     .owns_stream(watch::objects(context.scoped_api::<Subnet>()))
     .graceful_shutdown_on(shutdown)
-    .run(reconcile, error_policy, Arc::new(networks.clone()))
+    .run(
+        crate::context::timed(
+            "network_context",
+            networks.context.settings().metrics.clone(),
+            reconcile,
+        ),
+        error_policy,
+        Arc::new(networks.clone()),
+    )
     .for_each(|result| async move {
         if let Err(error) = result {
             debug!(%error, "network context reconcile failed");

@@ -34,7 +34,11 @@ pub enum NetworkStatusError {
 pub async fn run(context: Context, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
     watch::controller(context.scoped_api::<Network>(), watch::Filter::Generation)
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, Arc::new(context))
+        .run(
+            crate::context::timed("network", context.settings().metrics.clone(), reconcile),
+            error_policy,
+            Arc::new(context),
+        )
         .for_each(|result| async move {
             if let Err(error) = result {
                 debug!(%error, "network reconcile failed");

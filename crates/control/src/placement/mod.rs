@@ -61,7 +61,11 @@ pub async fn run(context: Context, shutdown: impl Future<Output = ()> + Send + S
             move |_location| watch::all_in(&store),
         )
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, Arc::new(context))
+        .run(
+            crate::context::timed("placement", context.settings().metrics.clone(), reconcile),
+            error_policy,
+            Arc::new(context),
+        )
         .for_each(|result| async move {
             if let Err(error) = result {
                 debug!(%error, "workload reconcile failed");
