@@ -8,10 +8,21 @@ command -v setpriv >/dev/null || need+=(util-linux)   # parent-death signals for
 command -v kill >/dev/null || need+=(procps)
 command -v flock >/dev/null || need+=(util-linux)
 command -v kubectl >/dev/null || need+=(kubernetes-client)
+# The local provider (providers/local): containers, images, network namespaces, nftables.
+command -v containerd >/dev/null || need+=(containerd)
+command -v runc >/dev/null || need+=(runc)
+command -v nft >/dev/null || need+=(nftables)
+command -v ip >/dev/null || need+=(iproute2)
+command -v nsenter >/dev/null || need+=(util-linux)
+command -v protoc >/dev/null || need+=(protobuf-compiler)          # containerd-client's gRPC build
+command -v docker-registry >/dev/null || need+=(docker-registry)   # the tests' loopback registry
+command -v umoci >/dev/null || need+=(umoci)                       # builds the tests' image
+command -v skopeo >/dev/null || need+=(skopeo)                     # pushes it to the registry
+[ -x /bin/busybox ] || need+=(busybox-static)                      # the image's only binary
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi

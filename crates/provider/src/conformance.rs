@@ -70,6 +70,12 @@ pub trait Harness: Send + Sync {
     /// The external names of everything that exists on the platform, one entry per
     /// resource (so a duplicate shows twice).
     fn external_names(&self) -> impl Future<Output = Vec<String>> + Send;
+
+    /// The provider's settings in the checks' Location (`Location.spec.provider.<name>`),
+    /// e.g. GCP's `projectId`, `region` and `zone`. None by default.
+    fn location_settings(&self) -> serde_json::Map<String, serde_json::Value> {
+        serde_json::Map::new()
+    }
 }
 
 /// Bound on each wait, against a hung test.
@@ -105,7 +111,7 @@ impl<'h, H: Harness> World<'h, H> {
         let provider = harness.provider();
         let spec = LocationSpec::new(
             "self-managed",
-            LocationProvider::named(provider.name(), serde_json::Map::new())
+            LocationProvider::named(provider.name(), harness.location_settings())
                 .expect("a provider Location"),
         );
         Api::<Location>::all(client.clone())

@@ -14,8 +14,10 @@
 //! | [`connection`] | connecting with the ProviderConfig and its Secrets, reconnecting on change |
 //! | [`reconciler`] | the reconcile checklist shared by every kind |
 //! | [`runtime`] | wiring: controllers, Location filtering, leader election, metrics, health |
+//! | [`cli`] | the flags and `main` every provider binary shares |
 //! | [`conformance`] | the suite every provider runs against itself on a real control plane |
 
+pub mod cli;
 pub mod conformance;
 pub mod connection;
 pub mod external;

@@ -1,0 +1,171 @@
+//! [`LocalProvider`]: serves Locations whose `spec.provider` key is `local`, configured by a
+//! `local.provider.datum.net/v1alpha1` ProviderConfig; `connect` gives a [`LocalHost`].
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use datum_api::provider_config::local::{ProviderConfig, ProviderConfigSpec};
+use datum_provider::{ConnectError, Credentials, PlatformError, Provider};
+
+use crate::containerd::Containerd;
+use crate::image::Images;
+use crate::ipam::Ipam;
+use crate::names::HostNames;
+use crate::usage::Sampler;
+
+/// Faults a test injects by ProviderConfig name; empty in a real process.
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    hang_after_create: Arc<Mutex<HashMap<String, bool>>>,
+}
+
+impl Faults {
+    /// Makes creates under the ProviderConfig `name` take effect, then never return.
+    pub fn set_hang_after_create(&self, name: &str, on: bool) {
+        if let Ok(mut map) = self.hang_after_create.lock() {
+            map.insert(name.to_owned(), on);
+        }
+    }
+
+    fn hang_after_create(&self, name: &str) -> bool {
+        self.hang_after_create
+            .lock()
+            .ok()
+            .and_then(|m| m.get(name).copied())
+            .unwrap_or(false)
+    }
+}
+
+/// The local provider.
+#[derive(Clone, Default)]
+pub struct LocalProvider {
+    /// Injected faults (tests only).
+    pub faults: Faults,
+    /// The control plane, for the ConfigMaps and Secrets that instances mount as files.
+    pub kube: Option<kube::Client>,
+}
+
+impl std::fmt::Debug for LocalProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalProvider")
+            .field("faults", &self.faults)
+            .field("kube", &self.kube.is_some())
+            .finish()
+    }
+}
+
+/// The host, connected: containerd, the image store, the allocator, the namespaces.
+pub struct LocalHost {
+    /// The control plane, for configMap and secret volumes.
+    pub kube: Option<kube::Client>,
+    /// The configuration.
+    pub config: ProviderConfigSpec,
+    /// Where state lives.
+    pub state_dir: PathBuf,
+    /// containerd.
+    pub containerd: Containerd,
+    /// Images.
+    pub images: Images,
+    /// The fallback allocator.
+    pub ipam: Ipam,
+    /// Namespace names.
+    pub names: HostNames,
+    /// CPU samples.
+    pub usage: Sampler,
+    /// Serializes changes to Location namespaces and their rules.
+    pub network_lock: tokio::sync::Mutex<()>,
+    hang_after_create: bool,
+}
+
+impl LocalHost {
+    /// Connects to the host as `config` says.
+    pub fn new(
+        config: &ProviderConfigSpec,
+        kube: Option<kube::Client>,
+        hang_after_create: bool,
+    ) -> Result<Self, ConnectError> {
+        let state_dir = PathBuf::from(&config.state_dir);
+        if !state_dir.is_absolute() {
+            return Err(ConnectError(format!(
+                "spec.stateDir {:?} is invalid: it must be an absolute path",
+                config.state_dir
+            )));
+        }
+        std::fs::create_dir_all(&state_dir).map_err(|e| {
+            ConnectError(format!(
+                "spec.stateDir {:?} is invalid: it cannot be created: {e}",
+                config.state_dir
+            ))
+        })?;
+        let containerd = Containerd::connect(
+            Path::new(&config.containerd.socket),
+            &config.containerd.namespace,
+            &config.containerd.runtime,
+        )
+        .map_err(|e| ConnectError(format!("spec.containerd is invalid: {e}")))?;
+        Ok(Self {
+            kube,
+            images: Images::new(&state_dir, config.registries.clone()),
+            ipam: Ipam::new(&state_dir),
+            names: HostNames::new(&config.network.namespace_prefix),
+            usage: Sampler::default(),
+            network_lock: tokio::sync::Mutex::new(()),
+            containerd,
+            state_dir,
+            config: config.clone(),
+            hang_after_create,
+        })
+    }
+
+    /// Fails unless containerd answers: every verb checks first, so calls against an
+    /// unreachable daemon take no effect.
+    pub async fn check_reachable(&self) -> Result<(), PlatformError> {
+        self.containerd
+            .version()
+            .await
+            .map(|_| ())
+            .map_err(|e| PlatformError {
+                reason: "ContainerdUnreachable".to_owned(),
+                message: format!("{} ({})", e, self.config.containerd.socket),
+            })
+    }
+
+    /// Never returns when the fault is injected (after a create took effect).
+    pub async fn hang_after_create(&self) {
+        if self.hang_after_create {
+            futures::future::pending::<()>().await;
+        }
+    }
+}
+
+impl std::fmt::Debug for LocalHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalHost")
+            .field("state_dir", &self.state_dir)
+            .field("containerd", &self.containerd)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Provider for LocalProvider {
+    type Config = ProviderConfig;
+    type Client = LocalHost;
+
+    fn name(&self) -> &str {
+        "local"
+    }
+
+    async fn connect(
+        &self,
+        config: &ProviderConfig,
+        _credentials: &Credentials,
+    ) -> Result<LocalHost, ConnectError> {
+        let name = config.metadata.name.clone().unwrap_or_default();
+        LocalHost::new(
+            &config.spec,
+            self.kube.clone(),
+            self.faults.hang_after_create(&name),
+        )
+    }
+}
