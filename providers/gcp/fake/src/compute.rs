@@ -1,0 +1,552 @@
+//! The Compute Engine resources the fake keeps and the REST endpoints over them:
+//! insert / get / delete / list of instances (zonal), networks and firewalls (global) and
+//! subnetworks (regional), `setMetadata` and `setLabels` on instances (fingerprint-checked)
+//! and `reset`,
+//! and zone / region / global operations that go `PENDING` → `RUNNING` → `DONE` as they
+//! are polled.
+//!
+//! Documented behaviour kept: a duplicate insert is `409 alreadyExists` unless it repeats
+//! an earlier `requestId`, which returns the original operation; a missing resource is
+//! `404 notFound`; a subnetwork needs its network; a network in use by a subnetwork,
+//! instance or firewall cannot be deleted (`400 resourceInUseByAnotherResource`); a stale
+//! fingerprint is `412 conditionNotMet`. Effects apply when the operation is created.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::{Value, json};
+
+use crate::errors;
+
+/// A parsed API path below `/compute/v1/`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Target {
+    /// `projects/<p>/zones/<z>/instances`.
+    pub collection: String,
+    /// `projects/<p>`.
+    pub project: String,
+    /// `zones/<z>`, `regions/<r>` or `global`.
+    pub scope: String,
+    /// `instances`, `networks`, `subnetworks`, `firewalls`, `operations`.
+    pub kind: String,
+    /// The resource name, if the path names one.
+    pub name: Option<String>,
+    /// A custom verb (`setMetadata`, `setLabels`).
+    pub verb: Option<String>,
+}
+
+impl Target {
+    /// Parses `projects/p/(global|zones/z|regions/r)/kind[/name[/verb]]`.
+    pub fn parse(path: &str) -> Option<Self> {
+        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let (project, rest) = match parts.as_slice() {
+            ["projects", p, rest @ ..] => (format!("projects/{p}"), rest),
+            _ => return None,
+        };
+        let (scope, rest) = match rest {
+            ["global", rest @ ..] => ("global".to_owned(), rest),
+            [s @ ("zones" | "regions"), v, rest @ ..] => (format!("{s}/{v}"), rest),
+            _ => return None,
+        };
+        let (kind, name, verb) = match rest {
+            [k] => (*k, None, None),
+            [k, n] => (*k, Some((*n).to_owned()), None),
+            [k, n, v] => (*k, Some((*n).to_owned()), Some((*v).to_owned())),
+            _ => return None,
+        };
+        let allowed = matches!(
+            (scope.split('/').next(), kind),
+            (Some("zones"), "instances" | "operations")
+                | (Some("regions"), "subnetworks" | "operations")
+                | (Some("global"), "networks" | "firewalls" | "operations")
+        );
+        allowed.then(|| Self {
+            collection: format!("{project}/{scope}/{kind}"),
+            project,
+            scope,
+            kind: kind.to_owned(),
+            name,
+            verb,
+        })
+    }
+
+    fn path(&self) -> String {
+        match &self.name {
+            Some(name) => format!("{}/{name}", self.collection),
+            None => self.collection.clone(),
+        }
+    }
+}
+
+/// An answer: HTTP status and JSON body.
+pub type Reply = (u16, Value);
+
+#[derive(Debug)]
+struct Operation {
+    body: Value,
+    polls_left: u32,
+}
+
+/// Everything that exists, shared by every listener.
+#[derive(Debug, Default)]
+pub struct Compute {
+    resources: BTreeMap<String, Value>,
+    operations: HashMap<String, Operation>,
+    request_ids: HashMap<(String, String), String>,
+    next_id: u64,
+    /// How many polls an operation takes to reach `DONE` (`PENDING` → `RUNNING` → `DONE`).
+    pub polls_to_done: u32,
+    /// The URL prefix of self links, e.g. `http://127.0.0.1:1234/compute/v1/`.
+    pub link_prefix: String,
+    /// Every mutating request as `METHOD path`, in order.
+    pub log: Vec<String>,
+}
+
+impl Compute {
+    /// The names of every resource, one entry each.
+    pub fn names(&self) -> Vec<String> {
+        self.resources
+            .values()
+            .filter_map(|r| r["name"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// A stored resource by path below `/compute/v1/`.
+    pub fn resource(&self, path: &str) -> Option<Value> {
+        self.resources.get(path.trim_matches('/')).cloned()
+    }
+
+    /// Stores a resource as if it had always existed (e.g. the `default` network).
+    pub fn seed(&mut self, path: &str, mut body: Value) {
+        self.next_id += 1;
+        body["id"] = json!(self.next_id.to_string());
+        body["selfLink"] = json!(format!("{}{path}", self.link_prefix));
+        self.resources.insert(path.to_owned(), body);
+    }
+
+    /// Answers one API call; `operation_error` fails the operation of an insert.
+    pub fn handle(
+        &mut self,
+        method: &str,
+        target: &Target,
+        query: &HashMap<String, String>,
+        body: Option<Value>,
+        operation_error: Option<crate::InjectedError>,
+    ) -> Reply {
+        if method != "GET" {
+            self.log.push(format!("{method} {}", target.path()));
+        }
+        match (method, target.kind.as_str(), &target.name, &target.verb) {
+            ("GET", "operations", Some(name), None) => self.poll(target, name),
+            ("GET", _, Some(_), None) => self.get(target),
+            ("GET", _, None, None) => self.list(target),
+            ("POST", "operations", _, _) => errors::invalid("operations are read-only here"),
+            ("POST", _, None, None) => self.insert(target, query, body, operation_error),
+            ("POST", "instances", Some(_), Some(verb)) => self.set(target, verb, body),
+            ("DELETE", _, Some(_), None) => self.delete(target, query),
+            _ => errors::invalid("unsupported method or path"),
+        }
+    }
+
+    fn get(&mut self, target: &Target) -> Reply {
+        let path = target.path();
+        match self.resources.get_mut(&path) {
+            Some(resource) => {
+                // Instances boot as they are looked at: PROVISIONING → STAGING → RUNNING.
+                if target.kind == "instances" {
+                    let next = match resource["status"].as_str() {
+                        Some("PROVISIONING") => "STAGING",
+                        _ => "RUNNING",
+                    };
+                    resource["status"] = json!(next);
+                }
+                (200, resource.clone())
+            }
+            None => errors::not_found(&path),
+        }
+    }
+
+    fn list(&self, target: &Target) -> Reply {
+        let prefix = format!("{}/", target.collection);
+        let items: Vec<Value> = self
+            .resources
+            .iter()
+            .filter(|(path, _)| path.starts_with(&prefix) && !path[prefix.len()..].contains('/'))
+            .map(|(_, r)| r.clone())
+            .collect();
+        (
+            200,
+            json!({ "kind": format!("compute#{}List", singular(&target.kind)), "items": items }),
+        )
+    }
+
+    fn insert(
+        &mut self,
+        target: &Target,
+        query: &HashMap<String, String>,
+        body: Option<Value>,
+        operation_error: Option<crate::InjectedError>,
+    ) -> Reply {
+        let request_id = query.get("requestId").cloned();
+        if let Some(id) = &request_id {
+            if !is_uuid(id) {
+                return errors::invalid("Invalid value for field 'requestId': must be a UUID");
+            }
+            if let Some(op) = self.request_ids.get(&(target.project.clone(), id.clone()))
+                && let Some(operation) = self.operations.get(&format!(
+                    "{}/{}/operations/{op}",
+                    target.project, target.scope
+                ))
+            {
+                return (200, operation.body.clone());
+            }
+        }
+        let Some(mut body) = body.filter(Value::is_object) else {
+            return errors::invalid("Required field 'resource' not specified");
+        };
+        let Some(name) = body["name"].as_str().map(str::to_owned) else {
+            return errors::invalid("Required field 'resource.name' not specified");
+        };
+        if !valid_name(&name) {
+            return errors::invalid(&format!(
+                "Invalid value for field 'resource.name': '{name}'. Must be a match of regex '(?:[a-z](?:[-a-z0-9]{{0,61}}[a-z0-9])?)'"
+            ));
+        }
+        let path = format!("{}/{name}", target.collection);
+        if self.resources.contains_key(&path) {
+            return errors::already_exists(&path);
+        }
+        if let Err(reply) = self.check_references(target, &body) {
+            return reply;
+        }
+        self.next_id += 1;
+        let id = self.next_id.to_string();
+        let failed = operation_error.is_some();
+        if !failed {
+            body["id"] = json!(id);
+            body["selfLink"] = json!(format!("{}{path}", self.link_prefix));
+            body["kind"] = json!(format!("compute#{}", singular(&target.kind)));
+            body["creationTimestamp"] = json!("2026-01-01T00:00:00.000-00:00");
+            if target.kind == "instances" {
+                body["status"] = json!("PROVISIONING");
+                body["labelFingerprint"] = json!(format!("lf-{id}"));
+                body["metadata"]["fingerprint"] = json!(format!("mf-{id}"));
+                self.assign_addresses(&mut body);
+            }
+            if target.kind == "networks" {
+                body["subnetworks"] = json!([]);
+            }
+            self.resources.insert(path.clone(), body);
+        }
+        let reply = self.operation(target, "insert", &path, &id, operation_error);
+        if let Some(request_id) = request_id
+            && let Some(name) = reply.1["name"].as_str()
+        {
+            self.request_ids
+                .insert((target.project.clone(), request_id), name.to_owned());
+        }
+        reply
+    }
+
+    fn delete(&mut self, target: &Target, query: &HashMap<String, String>) -> Reply {
+        if let Some(id) = query.get("requestId")
+            && let Some(op) = self.request_ids.get(&(target.project.clone(), id.clone()))
+            && let Some(operation) = self.operations.get(&format!(
+                "{}/{}/operations/{op}",
+                target.project, target.scope
+            ))
+        {
+            return (200, operation.body.clone());
+        }
+        let path = target.path();
+        let Some(resource) = self.resources.get(&path) else {
+            return errors::not_found(&path);
+        };
+        if target.kind == "networks" {
+            let link = resource["selfLink"].clone();
+            let in_use = self.resources.values().any(|r| {
+                r["network"] == link
+                    || r["networkInterfaces"]
+                        .as_array()
+                        .is_some_and(|n| n.iter().any(|i| i["network"] == link))
+            });
+            if in_use {
+                return (
+                    400,
+                    errors::body(
+                        400,
+                        "resourceInUseByAnotherResource",
+                        &format!(
+                            "The network resource '{path}' is already being used by another resource"
+                        ),
+                    ),
+                );
+            }
+        }
+        let id = resource["id"].as_str().unwrap_or_default().to_owned();
+        self.resources.remove(&path);
+        let reply = self.operation(target, "delete", &path, &id, None);
+        if let Some(request_id) = query.get("requestId")
+            && let Some(name) = reply.1["name"].as_str()
+        {
+            self.request_ids.insert(
+                (target.project.clone(), request_id.clone()),
+                name.to_owned(),
+            );
+        }
+        reply
+    }
+
+    fn set(&mut self, target: &Target, verb: &str, body: Option<Value>) -> Reply {
+        let path = target.path();
+        let body = body.unwrap_or(Value::Null);
+        let Some(resource) = self.resources.get_mut(&path) else {
+            return errors::not_found(&path);
+        };
+        if verb == "reset" {
+            // A hard reset: the guest boots again (and re-reads its metadata).
+            resource["status"] = json!("STAGING");
+            let id = resource["id"].as_str().unwrap_or_default().to_owned();
+            return self.operation(target, verb, &path, &id, None);
+        }
+        let fingerprint_field = match verb {
+            "setMetadata" => "fingerprint",
+            "setLabels" => "labelFingerprint",
+            _ => return errors::invalid("unsupported custom verb"),
+        };
+        let current = match verb {
+            "setMetadata" => resource["metadata"]["fingerprint"].clone(),
+            _ => resource["labelFingerprint"].clone(),
+        };
+        if body[fingerprint_field] != current {
+            return (
+                412,
+                errors::body(
+                    412,
+                    "conditionNotMet",
+                    &format!(
+                        "Supplied fingerprint does not match current {fingerprint_field} of '{path}'"
+                    ),
+                ),
+            );
+        }
+        let id = resource["id"].as_str().unwrap_or_default().to_owned();
+        self.next_id += 1;
+        let fresh = format!("fp-{}", self.next_id);
+        match verb {
+            "setMetadata" => {
+                let mut metadata = body.clone();
+                metadata["fingerprint"] = json!(fresh);
+                resource["metadata"] = metadata;
+            }
+            _ => {
+                resource["labels"] = body["labels"].clone();
+                resource["labelFingerprint"] = json!(fresh);
+            }
+        }
+        self.operation(target, verb, &path, &id, None)
+    }
+
+    /// References a new resource makes must exist (the network of a subnetwork, firewall
+    /// or instance interface; the subnetwork of an interface).
+    fn check_references(&self, target: &Target, body: &Value) -> Result<(), Reply> {
+        let mut links: Vec<&str> = Vec::new();
+        if let Some(network) = body["network"].as_str() {
+            links.push(network);
+        }
+        for nic in body["networkInterfaces"].as_array().into_iter().flatten() {
+            links.extend(nic["network"].as_str());
+            links.extend(nic["subnetwork"].as_str());
+        }
+        for link in links {
+            let path = self.path_of(link, &target.project);
+            if !self.resources.contains_key(&path) {
+                return Err(errors::not_found(&path));
+            }
+        }
+        Ok(())
+    }
+
+    /// A reference (full URL, partial path or `global/networks/x`) as a stored path.
+    fn path_of(&self, link: &str, project: &str) -> String {
+        let link = link.strip_prefix(&self.link_prefix).unwrap_or(link);
+        let link = link
+            .split_once("/compute/v1/")
+            .map_or(link, |(_, rest)| rest);
+        if link.starts_with("projects/") {
+            link.to_owned()
+        } else {
+            format!("{project}/{link}")
+        }
+    }
+
+    /// Gives each interface its requested `networkIP`, or the next free one of its
+    /// subnetwork.
+    fn assign_addresses(&mut self, body: &mut Value) {
+        let Some(nics) = body["networkInterfaces"].as_array_mut() else {
+            return;
+        };
+        for (i, nic) in nics.iter_mut().enumerate() {
+            nic["name"] = json!(format!("nic{i}"));
+            if nic["networkIP"].is_null() {
+                nic["networkIP"] = json!(format!(
+                    "10.{}.{}.{}",
+                    128 + i,
+                    self.next_id / 250 % 250,
+                    self.next_id % 250 + 2
+                ));
+            }
+        }
+    }
+
+    fn operation(
+        &mut self,
+        target: &Target,
+        kind: &str,
+        path: &str,
+        target_id: &str,
+        error: Option<crate::InjectedError>,
+    ) -> Reply {
+        self.next_id += 1;
+        let name = format!(
+            "operation-{}-{:08x}",
+            self.next_id,
+            self.next_id.wrapping_mul(2_654_435_761)
+        );
+        let op_path = format!("{}/{}/operations/{name}", target.project, target.scope);
+        let mut body = json!({
+            "kind": "compute#operation",
+            "id": self.next_id.to_string(),
+            "name": name,
+            "operationType": kind,
+            "targetLink": format!("{}{path}", self.link_prefix),
+            "targetId": target_id,
+            "status": if self.polls_to_done == 0 { "DONE" } else { "PENDING" },
+            "progress": 0,
+            "selfLink": format!("{}{op_path}", self.link_prefix),
+        });
+        if let Some((scope, value)) = target.scope.split_once('/') {
+            let key = if scope == "zones" { "zone" } else { "region" };
+            body[key] = json!(format!(
+                "{}{}/{scope}/{value}",
+                self.link_prefix, target.project
+            ));
+        }
+        if let Some(error) = error {
+            body["error"] = json!({ "errors": [{
+                "code": error.reason.to_uppercase_snake(),
+                "message": error.message,
+            }]});
+            body["httpErrorStatusCode"] = json!(error.code);
+        }
+        self.operations.insert(
+            op_path,
+            Operation {
+                body: body.clone(),
+                polls_left: self.polls_to_done,
+            },
+        );
+        (200, body)
+    }
+
+    fn poll(&mut self, target: &Target, name: &str) -> Reply {
+        let path = format!("{}/{}/operations/{name}", target.project, target.scope);
+        let Some(operation) = self.operations.get_mut(&path) else {
+            return errors::not_found(&path);
+        };
+        operation.polls_left = operation.polls_left.saturating_sub(1);
+        let status = match operation.polls_left {
+            0 => "DONE",
+            _ => "RUNNING",
+        };
+        operation.body["status"] = json!(status);
+        operation.body["progress"] = json!(if status == "DONE" { 100 } else { 50 });
+        (200, operation.body.clone())
+    }
+}
+
+trait UpperSnake {
+    fn to_uppercase_snake(&self) -> String;
+}
+
+impl UpperSnake for String {
+    /// `quotaExceeded` → `QUOTA_EXCEEDED`, as operation errors spell their codes.
+    fn to_uppercase_snake(&self) -> String {
+        let mut out = String::new();
+        for c in self.chars() {
+            if c.is_ascii_uppercase() && !out.is_empty() {
+                out.push('_');
+            }
+            out.push(c.to_ascii_uppercase());
+        }
+        out
+    }
+}
+
+fn singular(kind: &str) -> &str {
+    match kind {
+        "instances" => "instance",
+        "networks" => "network",
+        "subnetworks" => "subnetwork",
+        "firewalls" => "firewall",
+        _ => "operation",
+    }
+}
+
+/// GCE resource names: `[a-z]([-a-z0-9]{0,61}[a-z0-9])?`.
+fn valid_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes[0].is_ascii_lowercase()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes.last().is_some_and(|b| *b != b'-')
+}
+
+fn is_uuid(id: &str) -> bool {
+    id.len() == 36
+        && id.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_paths() {
+        let t = Target::parse("projects/p/zones/z/instances/i/setLabels").expect("parses");
+        assert_eq!(t.collection, "projects/p/zones/z/instances");
+        assert_eq!(t.verb.as_deref(), Some("setLabels"));
+        assert!(Target::parse("projects/p/zones/z/networks").is_none());
+        assert!(Target::parse("nope").is_none());
+    }
+
+    #[test]
+    fn insert_then_duplicate_conflicts_but_same_request_id_replays() {
+        let mut c = Compute {
+            polls_to_done: 2,
+            ..Compute::default()
+        };
+        let t = Target::parse("projects/p/global/networks").expect("parses");
+        let rid = "0f8fad5b-d9cb-469f-a165-70867728950e";
+        let q: HashMap<_, _> = [("requestId".to_owned(), rid.to_owned())].into();
+        let first = c.handle("POST", &t, &q, Some(json!({"name": "n1"})), None);
+        assert_eq!(first.0, 200);
+        let again = c.handle("POST", &t, &q, Some(json!({"name": "n1"})), None);
+        assert_eq!(again.1["name"], first.1["name"]);
+        let dup = c.handle(
+            "POST",
+            &t,
+            &HashMap::new(),
+            Some(json!({"name": "n1"})),
+            None,
+        );
+        assert_eq!(dup.0, 409);
+        assert_eq!(dup.1["error"]["errors"][0]["reason"], "alreadyExists");
+        assert_eq!(c.names(), vec!["n1".to_owned()]);
+    }
+}

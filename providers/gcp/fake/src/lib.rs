@@ -1,0 +1,246 @@
+//! A local fake of the Compute Engine REST API (`/compute/v1/...`) and Google's OAuth2
+//! token endpoint (`/token`), listening on 127.0.0.1 only, for the GCP provider's tests.
+//!
+//! One [`FakeCompute`] holds the resources; each [`FakeCompute::listen`] opens another
+//! listener over the same resources with its own [`Faults`], so ProviderConfigs pointing at
+//! different listeners see one platform that behaves differently per config.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`compute`] | resources, operations, request IDs, the REST semantics |
+//! | [`token`] | the JWT-bearer token endpoint |
+//! | [`faults`] | injectable errors and hangs |
+//! | [`errors`] | Google's JSON error bodies |
+//!
+//! Every compute call needs `Authorization: Bearer <token>` with a token this fake issued.
+
+pub mod compute;
+pub mod errors;
+pub mod faults;
+pub mod token;
+
+use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+pub use compute::Compute;
+pub use faults::{Faults, InjectedError};
+
+/// Starting the fake failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The listener could not bind.
+    #[error("failed to listen on 127.0.0.1: {0}")]
+    Bind(#[source] std::io::Error),
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    compute: Compute,
+    tokens: HashSet<String>,
+    trusted_keys: Vec<Vec<u8>>,
+    issued: u64,
+}
+
+/// The fake: resources shared by all its listeners.
+#[derive(Clone, Debug, Default)]
+pub struct FakeCompute {
+    shared: Arc<Mutex<Shared>>,
+}
+
+/// One listener: its URLs and faults.
+#[derive(Clone, Debug)]
+pub struct Listener {
+    /// The API root to use as the provider's `endpoint`, e.g. `http://127.0.0.1:1234`.
+    pub endpoint: String,
+    /// The token endpoint to put in a service-account key's `token_uri`.
+    pub token_uri: String,
+    /// This listener's faults.
+    pub faults: Faults,
+}
+
+impl FakeCompute {
+    /// An empty fake; operations take `polls_to_done` polls to finish.
+    pub fn new(polls_to_done: u32) -> Self {
+        let fake = Self::default();
+        fake.with(|s| s.compute.polls_to_done = polls_to_done);
+        fake
+    }
+
+    /// Accepts only assertions signed by this key (DER `RSAPublicKey`).
+    pub fn trust_key(&self, public_key_der: Vec<u8>) {
+        self.with(|s| s.trusted_keys.push(public_key_der));
+    }
+
+    /// Reads or changes the resources.
+    pub fn with_compute<T>(&self, f: impl FnOnce(&mut Compute) -> T) -> T {
+        self.with(|s| f(&mut s.compute))
+    }
+
+    /// Opens a listener on 127.0.0.1 with fresh faults.
+    pub async fn listen(&self) -> Result<Listener, Error> {
+        let socket = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(Error::Bind)?;
+        let address = socket.local_addr().map_err(Error::Bind)?;
+        let endpoint = format!("http://{address}");
+        self.with(|s| {
+            if s.compute.link_prefix.is_empty() {
+                s.compute.link_prefix = format!("{endpoint}/compute/v1/");
+            }
+        });
+        let faults = Faults::default();
+        let listener = Listener {
+            token_uri: format!("{endpoint}/token"),
+            endpoint,
+            faults: faults.clone(),
+        };
+        let fake = self.clone();
+        let token_uri = listener.token_uri.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = socket.accept().await else {
+                    continue;
+                };
+                let (fake, faults, token_uri) = (fake.clone(), faults.clone(), token_uri.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| {
+                        let (fake, faults, token_uri) =
+                            (fake.clone(), faults.clone(), token_uri.clone());
+                        async move { fake.serve(request, &faults, &token_uri).await }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(listener)
+    }
+
+    /// The address a listener serves, for tests that need it.
+    pub fn address(listener: &Listener) -> Option<SocketAddr> {
+        listener.endpoint.strip_prefix("http://")?.parse().ok()
+    }
+
+    async fn serve(
+        &self,
+        request: Request<Incoming>,
+        faults: &Faults,
+        token_uri: &str,
+    ) -> Result<Response<Full<Bytes>>, Infallible> {
+        let (parts, body) = request.into_parts();
+        let bytes = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let method = parts.method.as_str().to_owned();
+        let path = parts.uri.path().to_owned();
+        let query = parse_query(parts.uri.query().unwrap_or_default());
+        let authorization = parts
+            .headers
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+
+        let (status, reply) = if path == "/token" && method == "POST" {
+            self.issue_token(&String::from_utf8_lossy(&bytes), token_uri)
+        } else if let Some(api_path) = path.strip_prefix("/compute/v1/") {
+            let token = authorization
+                .as_deref()
+                .and_then(|a| a.strip_prefix("Bearer "))
+                .unwrap_or_default();
+            if !self.with(|s| s.tokens.contains(token)) {
+                token::unauthenticated()
+            } else if let Some(error) = faults.request_error(&method, &path) {
+                (
+                    error.code,
+                    errors::body(error.code, &error.reason, &error.message),
+                )
+            } else {
+                match compute::Target::parse(api_path) {
+                    None => errors::not_found(api_path),
+                    Some(target) => {
+                        let body = serde_json::from_slice::<Value>(&bytes).ok();
+                        let is_insert = method == "POST"
+                            && target.name.is_none()
+                            && target.kind != "operations";
+                        let op_error = if is_insert {
+                            faults.operation_error(&path)
+                        } else {
+                            None
+                        };
+                        let reply = self
+                            .with(|s| s.compute.handle(&method, &target, &query, body, op_error));
+                        if is_insert && reply.0 == 200 && faults.hangs_after_insert() {
+                            std::future::pending::<()>().await;
+                        }
+                        reply
+                    }
+                }
+            }
+        } else {
+            errors::not_found(&path)
+        };
+        tracing::debug!(%method, %path, status, "fake compute");
+        let mut response = Response::new(Full::new(Bytes::from(reply.to_string())));
+        *response.status_mut() =
+            hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+        response.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("application/json; charset=UTF-8"),
+        );
+        Ok(response)
+    }
+
+    fn issue_token(&self, form: &str, token_uri: &str) -> (u16, Value) {
+        self.with(|s| {
+            let expect = token::Expectation {
+                audience: token_uri,
+                trusted_keys: &s.trusted_keys,
+            };
+            match token::check_grant(form, &expect) {
+                Ok(_) => {
+                    s.issued += 1;
+                    let token = format!("ya29.fake-{}", s.issued);
+                    s.tokens.insert(token.clone());
+                    (
+                        200,
+                        json!({ "access_token": token, "expires_in": 3599, "token_type": "Bearer" }),
+                    )
+                }
+                Err(reply) => reply,
+            }
+        })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Shared) -> T) -> T {
+        let mut guard = match self.shared.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(&mut guard)
+    }
+}
+
+fn parse_query(query: &str) -> HashMap<String, String> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (k.to_owned(), v.to_owned())
+        })
+        .collect()
+}

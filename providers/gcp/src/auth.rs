@@ -1,0 +1,291 @@
+//! Google credentials from a service-account key file: the key signs a JWT (RS256) that
+//! the key's `token_uri` trades for an OAuth2 access token (the JWT-bearer grant), cached
+//! until a minute before it expires. Tests point `token_uri` at the fake.
+//!
+//! Neither the private key nor a token is ever logged, formatted into an error, or put in
+//! a status: [`ServiceAccountKey`] and [`TokenSource`] print as `<redacted>`.
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use serde::Deserialize;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::http::Transport;
+
+/// The scope the provider asks for.
+pub const SCOPE: &str = "https://www.googleapis.com/auth/compute";
+
+/// Failures to read a key or get a token. Messages never contain key material or tokens.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The key file is not a service-account key.
+    #[error("the credentials are not a valid service-account key file: {0}")]
+    InvalidKey(String),
+    /// The token endpoint could not be reached.
+    #[error("failed to reach the token endpoint {uri}: {source}")]
+    Unreachable {
+        uri: String,
+        source: crate::http::Error,
+    },
+    /// The token endpoint refused the grant.
+    #[error(
+        "the token endpoint {uri} refused the service account {email} (HTTP {status}): {error}"
+    )]
+    Refused {
+        uri: String,
+        email: String,
+        status: u16,
+        error: String,
+    },
+}
+
+/// The fields of a service-account key file the provider uses.
+#[derive(Clone, Deserialize)]
+pub struct ServiceAccountKey {
+    /// Must be `service_account`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The service account's email.
+    pub client_email: String,
+    /// The PKCS#8 PEM private key.
+    private_key: String,
+    /// The key's ID, sent as the JWT's `kid`.
+    #[serde(default)]
+    pub private_key_id: Option<String>,
+    /// Where to trade the JWT for a token.
+    #[serde(default = "default_token_uri")]
+    pub token_uri: String,
+}
+
+fn default_token_uri() -> String {
+    "https://oauth2.googleapis.com/token".to_owned()
+}
+
+impl fmt::Debug for ServiceAccountKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceAccountKey")
+            .field("client_email", &self.client_email)
+            .field("token_uri", &self.token_uri)
+            .field("private_key", &"<redacted>")
+            .finish()
+    }
+}
+
+impl ServiceAccountKey {
+    /// Parses and checks a key file; the signing key must load.
+    pub fn parse(bytes: &[u8]) -> Result<(Self, ring::signature::RsaKeyPair), Error> {
+        let key: Self = serde_json::from_slice(bytes).map_err(|e| {
+            Error::InvalidKey(format!(
+                "not service-account key JSON ({})",
+                e.classify_name()
+            ))
+        })?;
+        if key.kind != "service_account" {
+            return Err(Error::InvalidKey(format!(
+                "type is {:?}, expected \"service_account\"",
+                key.kind
+            )));
+        }
+        let der = pem_body(&key.private_key)
+            .ok_or_else(|| Error::InvalidKey("private_key is not a PEM PRIVATE KEY".to_owned()))?;
+        let pair = ring::signature::RsaKeyPair::from_pkcs8(&der)
+            .map_err(|e| Error::InvalidKey(format!("private_key is not an RSA PKCS#8 key: {e}")))?;
+        Ok((key, pair))
+    }
+}
+
+trait Classify {
+    fn classify_name(&self) -> &'static str;
+}
+
+impl Classify for serde_json::Error {
+    /// The error's category, without echoing any of the input.
+    fn classify_name(&self) -> &'static str {
+        match self.classify() {
+            serde_json::error::Category::Io => "I/O error",
+            serde_json::error::Category::Syntax => "syntax error",
+            serde_json::error::Category::Data => "missing or mistyped fields",
+            serde_json::error::Category::Eof => "truncated",
+        }
+    }
+}
+
+/// The DER inside `-----BEGIN PRIVATE KEY-----` … `-----END PRIVATE KEY-----`.
+fn pem_body(pem: &str) -> Option<Vec<u8>> {
+    let start = pem.find("-----BEGIN PRIVATE KEY-----")? + "-----BEGIN PRIVATE KEY-----".len();
+    let end = pem.find("-----END PRIVATE KEY-----")?;
+    let body: String = pem
+        .get(start..end)?
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    STANDARD.decode(body).ok()
+}
+
+struct Cached {
+    token: String,
+    refresh_at: Instant,
+}
+
+/// Hands out access tokens, fetching a new one when the cached one nears expiry.
+pub struct TokenSource {
+    key: ServiceAccountKey,
+    signer: ring::signature::RsaKeyPair,
+    transport: Transport,
+    cached: Mutex<Option<Cached>>,
+}
+
+impl fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenSource")
+            .field("key", &self.key)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenReply {
+    access_token: String,
+    #[serde(default = "default_expiry")]
+    expires_in: u64,
+}
+
+fn default_expiry() -> u64 {
+    3600
+}
+
+impl TokenSource {
+    /// A token source for a parsed key.
+    pub fn new(
+        key: ServiceAccountKey,
+        signer: ring::signature::RsaKeyPair,
+        transport: Transport,
+    ) -> Self {
+        Self {
+            key,
+            signer,
+            transport,
+            cached: Mutex::new(None),
+        }
+    }
+
+    /// The service account's email.
+    pub fn email(&self) -> &str {
+        &self.key.client_email
+    }
+
+    /// A valid access token.
+    pub async fn token(&self) -> Result<String, Error> {
+        let mut cached = self.cached.lock().await;
+        if let Some(c) = cached.as_ref()
+            && Instant::now() < c.refresh_at
+        {
+            return Ok(c.token.clone());
+        }
+        let assertion = self.assertion()?;
+        let form = format!(
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={assertion}"
+        );
+        let uri = self.key.token_uri.clone();
+        let reply = self
+            .transport
+            .send(
+                http::Method::POST,
+                &uri,
+                &[],
+                Some((form, "application/x-www-form-urlencoded")),
+            )
+            .await
+            .map_err(|source| Error::Unreachable {
+                uri: uri.clone(),
+                source,
+            })?;
+        if reply.status != 200 {
+            let body: serde_json::Value = serde_json::from_slice(&reply.body).unwrap_or_default();
+            let error = format!(
+                "{} {}",
+                body["error"].as_str().unwrap_or("error"),
+                body["error_description"].as_str().unwrap_or_default()
+            );
+            return Err(Error::Refused {
+                uri,
+                email: self.key.client_email.clone(),
+                status: reply.status,
+                error: error.trim().to_owned(),
+            });
+        }
+        let parsed: TokenReply =
+            serde_json::from_slice(&reply.body).map_err(|_| Error::Refused {
+                uri: uri.clone(),
+                email: self.key.client_email.clone(),
+                status: reply.status,
+                error: "the reply has no access_token".to_owned(),
+            })?;
+        let lifetime = Duration::from_secs(parsed.expires_in.saturating_sub(60).max(1));
+        *cached = Some(Cached {
+            token: parsed.access_token.clone(),
+            refresh_at: Instant::now() + lifetime,
+        });
+        Ok(parsed.access_token)
+    }
+
+    /// Forgets the cached token (after a 401).
+    pub async fn invalidate(&self) {
+        *self.cached.lock().await = None;
+    }
+
+    /// The signed JWT: `{alg: RS256, kid}` . `{iss, scope, aud, iat, exp}` . signature.
+    fn assertion(&self) -> Result<String, Error> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        let mut header = serde_json::json!({ "alg": "RS256", "typ": "JWT" });
+        if let Some(kid) = &self.key.private_key_id {
+            header["kid"] = serde_json::json!(kid);
+        }
+        let claims = serde_json::json!({
+            "iss": self.key.client_email,
+            "scope": SCOPE,
+            "aud": self.key.token_uri,
+            "iat": now,
+            "exp": now + 3600,
+        });
+        let signed = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let mut signature = vec![0; self.signer.public().modulus_len()];
+        self.signer
+            .sign(
+                &ring::signature::RSA_PKCS1_SHA256,
+                &ring::rand::SystemRandom::new(),
+                signed.as_bytes(),
+                &mut signature,
+            )
+            .map_err(|_| Error::InvalidKey("the private key cannot sign".to_owned()))?;
+        Ok(format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broken_key_file_is_refused_without_echoing_it() {
+        let err = ServiceAccountKey::parse(
+            br#"{"type":"service_account","client_email":"a@b","private_key":"SECRET-MATERIAL"}"#,
+        )
+        .expect_err("refused");
+        assert!(!err.to_string().contains("SECRET-MATERIAL"), "{err}");
+        let err = ServiceAccountKey::parse(b"SECRET-MATERIAL").expect_err("refused");
+        assert!(!err.to_string().contains("SECRET-MATERIAL"), "{err}");
+    }
+}

@@ -1,0 +1,30 @@
+//! The GCP provider: Datum Instances, NetworkContexts and Subnets as Compute Engine
+//! instances, VPC networks and subnetworks, behind the provider SDK's seam.
+//!
+//! **Client.** A lean client on the documented Compute Engine REST API (`compute/v1`) over
+//! hyper + rustls, not Google's generated `google-cloud-compute-v1` crate: that crate is
+//! ~50 MB of generated source (3.5 MB compressed, 125 feature flags) and its default TLS
+//! backend builds aws-lc-rs from C — minutes and gigabytes per build on our shared 2-core
+//! machines, for the dozen endpoints used here. The official crates can take an endpoint
+//! override, so this is a cost decision, not a capability one; the wire format is the same
+//! either way and the fake (crate `datum-gcp-fake`) serves it.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`provider`] | [`GcpProvider`]: name, config kind, `connect` |
+//! | [`auth`] | service-account key → signed JWT → OAuth2 access token, cached |
+//! | [`http`] | the HTTPS (or loopback HTTP) transport |
+//! | [`compute`] | the REST client: errors, request IDs, per-project rate limit, and one module per resource |
+//! | [`operations`] | polling zone / region / global operations to `DONE` |
+//! | [`location`] | where a resource goes: project, region, zone from the Location |
+//! | [`cloud_init`] | the `user-data` of VMs and of Container-Optimized OS sandbox hosts |
+
+pub mod auth;
+pub mod cloud_init;
+pub mod compute;
+pub mod http;
+pub mod location;
+pub mod operations;
+pub mod provider;
+
+pub use provider::GcpProvider;

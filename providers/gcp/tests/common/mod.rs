@@ -1,0 +1,222 @@
+//! Shared fixture for the GCP provider's tests: a fake Compute Engine (one per test, on
+//! 127.0.0.1) with a listener per platform behaviour, a test-only service-account key, the
+//! test binary's control plane, and the conformance [`Harness`].
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::time::Duration;
+
+use datum_api::provider_config::SecretKeyRef;
+use datum_api::provider_config::gcp::ProviderConfig;
+use datum_gcp_fake::{FakeCompute, InjectedError, Listener};
+use datum_provider::conformance::{Behaviour, Harness};
+use datum_provider::{Credentials, Provider};
+use datum_provider_gcp::GcpProvider;
+use datum_provider_gcp::compute::Compute;
+use datum_testenv::ControlPlane;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
+
+/// The project every test uses.
+pub const PROJECT: &str = "datum-test";
+
+/// A throwaway RSA key generated for these tests; it is no credential for anything.
+pub const TEST_KEY_PEM: &str = include_str!("../fixtures/test-service-account-key.pem");
+
+/// A fake with a `default` auto-mode network (as in a new project) and three listeners.
+pub struct Fake {
+    pub fake: FakeCompute,
+    pub healthy: Listener,
+    pub failing: Listener,
+    pub hanging: Listener,
+}
+
+impl Fake {
+    pub async fn start(polls_to_done: u32) -> Self {
+        let fake = FakeCompute::new(polls_to_done);
+        let pair = ring::signature::RsaKeyPair::from_pkcs8(&pem_der(TEST_KEY_PEM))
+            .expect("the test key loads");
+        fake.trust_key(
+            ring::signature::KeyPair::public_key(&pair)
+                .as_ref()
+                .to_vec(),
+        );
+        let healthy = fake.listen().await.expect("listens");
+        let failing = fake.listen().await.expect("listens");
+        failing
+            .faults
+            .fail_all(Some(InjectedError::backend_error()));
+        let hanging = fake.listen().await.expect("listens");
+        hanging.faults.hang_after_insert(true);
+        fake.with_compute(|c| {
+            c.seed(
+                &format!("projects/{PROJECT}/global/networks/default"),
+                json!({ "name": "default", "autoCreateSubnetworks": true, "mtu": 1460 }),
+            );
+        });
+        Self {
+            fake,
+            healthy,
+            failing,
+            hanging,
+        }
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.fake.with_compute(|c| c.names())
+    }
+}
+
+fn pem_der(pem: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .expect("PEM base64")
+}
+
+/// A service-account key file whose token endpoint is `listener`'s.
+pub fn key_file(listener: &Listener) -> Vec<u8> {
+    json!({
+        "type": "service_account",
+        "project_id": PROJECT,
+        "private_key_id": "test-key-1",
+        "private_key": TEST_KEY_PEM,
+        "client_email": "provider@datum-test.iam.gserviceaccount.com",
+        "token_uri": listener.token_uri,
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// A provider tuned for tests: fast polls, short timeouts.
+pub fn provider() -> GcpProvider {
+    GcpProvider {
+        poll_interval: Duration::from_millis(10),
+        operation_timeout: Duration::from_secs(10),
+        request_timeout: Duration::from_secs(5),
+    }
+}
+
+/// A ProviderConfig pointing at `listener`, its key in Secret `default/<name>`.
+pub fn config(name: &str, listener: &Listener) -> ProviderConfig {
+    serde_json::from_value(json!({
+        "apiVersion": "gcp.provider.datum.net/v1alpha1",
+        "kind": "ProviderConfig",
+        "metadata": { "name": name },
+        "spec": {
+            "projectId": PROJECT,
+            "endpoint": listener.endpoint,
+            "credentials": { "secretRef": { "namespace": "default", "name": name, "key": "credentials.json" } },
+        },
+    }))
+    .expect("a valid ProviderConfig")
+}
+
+/// A connected client without Kubernetes.
+pub async fn connect(listener: &Listener) -> Compute {
+    let config = config("direct", listener);
+    let mut credentials = Credentials::default();
+    let reference = SecretKeyRef {
+        namespace: "default".into(),
+        name: "direct".into(),
+        key: "credentials.json".into(),
+    };
+    credentials.insert(&reference, key_file(listener));
+    provider()
+        .connect(&config, &credentials)
+        .await
+        .expect("connects")
+}
+
+/// The Location settings of the tests.
+pub fn location_settings() -> Value {
+    json!({ "projectId": PROJECT, "region": "us-central1", "zone": "us-central1-a" })
+}
+
+pub struct GcpHarness {
+    pub cp: &'static ControlPlane,
+    pub client: Client,
+    pub fake: Fake,
+}
+
+/// The control plane with CRDs installed, and a fresh fake.
+pub async fn harness() -> GcpHarness {
+    static CRDS: OnceCell<()> = OnceCell::const_new();
+    let cp = ControlPlane::shared().await.expect("control plane starts");
+    let client = cp.admin_client().await.expect("admin client");
+    CRDS.get_or_init(|| async {
+        datum_testenv::install_crds(&client, &datum_api::crds::all())
+            .await
+            .expect("every CRD installs");
+    })
+    .await;
+    GcpHarness {
+        cp,
+        client,
+        fake: Fake::start(2).await,
+    }
+}
+
+impl GcpHarness {
+    async fn put_secret(&self, name: &str, value: &[u8]) {
+        use base64::Engine as _;
+        let secret: Secret = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": { "name": name, "namespace": "default" },
+            "data": { "credentials.json": base64::engine::general_purpose::STANDARD.encode(value) },
+        }))
+        .expect("a Secret");
+        Api::<Secret>::namespaced(self.client.clone(), "default")
+            .patch(
+                name,
+                &PatchParams::apply("gcp-tests").force(),
+                &Patch::Apply(&secret),
+            )
+            .await
+            .expect("the Secret applies");
+    }
+}
+
+impl Harness for GcpHarness {
+    type Provider = GcpProvider;
+
+    fn provider(&self) -> GcpProvider {
+        provider()
+    }
+
+    fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    async fn fresh_namespace(&self, check: &str) -> String {
+        self.cp
+            .fresh_namespace(&self.client, check)
+            .await
+            .expect("a namespace")
+    }
+
+    async fn config(&self, name: &str, behaviour: Behaviour) -> ProviderConfig {
+        let listener = match behaviour {
+            Behaviour::Healthy | Behaviour::Invalid => &self.fake.healthy,
+            Behaviour::Failing => &self.fake.failing,
+            Behaviour::HangAfterCreate => &self.fake.hanging,
+        };
+        let key = match behaviour {
+            Behaviour::Invalid => b"not a key file".to_vec(),
+            _ => key_file(listener),
+        };
+        self.put_secret(name, &key).await;
+        config(name, listener)
+    }
+
+    async fn external_names(&self) -> Vec<String> {
+        self.fake.names()
+    }
+
+    fn location_settings(&self) -> serde_json::Map<String, Value> {
+        location_settings().as_object().cloned().unwrap_or_default()
+    }
+}
