@@ -85,11 +85,14 @@ pub struct Options {
     pub leader_election: Option<LeaseOptions>,
     /// This process's identity in Events.
     pub identity: String,
+    /// How long in-flight reconciles may run on after shutdown before they are abandoned.
+    pub shutdown_grace: Duration,
 }
 
 impl Options {
     /// Defaults: all namespaces, 8 reconciles per kind, 20 platform calls/s (burst 40),
-    /// resync 60 s, config poll 5 s, backoff 200 ms..60 s, no health server, no election.
+    /// resync 60 s, config poll 5 s, backoff 200 ms..60 s, no health server, no election,
+    /// 30 s shutdown grace.
     pub fn new(provider_config: impl Into<String>) -> Self {
         Self {
             provider_config: provider_config.into(),
@@ -106,6 +109,7 @@ impl Options {
             health_address: None,
             leader_election: None,
             identity: std::env::var("HOSTNAME").unwrap_or_else(|_| "provider".to_owned()),
+            shutdown_grace: Duration::from_secs(30),
         }
     }
 }
@@ -194,18 +198,35 @@ pub async fn run<P: Provider>(
         controller::<P, NetworkContext>(context.clone(), &options, stop.clone()),
         controller::<P, Subnet>(context.clone(), &options, stop.clone()),
     );
-    match leadership.as_mut() {
-        Some(leadership) => {
-            tokio::select! {
-                _ = controllers => {}
-                () = leadership.lost() => {
-                    tracing::warn!("lost leadership; stopping");
-                    stop.cancel();
-                }
-            }
+    tokio::pin!(controllers);
+    // Once stopping, in-flight reconciles get `shutdown_grace` to finish; a platform call
+    // that never returns must not keep the process alive. Abandoning one is safe: the
+    // create-pending mark makes the next run adopt rather than duplicate.
+    let grace = options.shutdown_grace;
+    let abandon = {
+        let stop = stop.clone();
+        async move {
+            stop.cancelled().await;
+            tokio::time::sleep(grace).await;
         }
-        None => {
-            controllers.await;
+    };
+    tokio::pin!(abandon);
+    let lost = async {
+        match leadership.as_mut() {
+            Some(leadership) => leadership.lost().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = &mut controllers => {}
+        () = &mut abandon => tracing::warn!(?grace, "abandoning reconciles still running after the shutdown grace"),
+        () = lost => {
+            tracing::warn!("lost leadership; stopping");
+            stop.cancel();
+            tokio::select! {
+                _ = &mut controllers => {}
+                () = &mut abandon => tracing::warn!(?grace, "abandoning reconciles still running after the shutdown grace"),
+            }
         }
     }
     stop.cancel();
