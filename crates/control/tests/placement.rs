@@ -174,11 +174,13 @@ async fn deployments_follow_locations_as_they_come_go_and_fail() {
         env.deployments().await.is_empty().then_some(())
     })
     .await;
-    let workload = env.api::<Workload>().get("app").await.expect("workload");
-    assert_eq!(
-        available(&workload).map(|c| c.1),
-        Some(reasons::NO_MATCHING_LOCATION.to_owned())
-    );
+    // The status follows the deployments' removal in a later pass.
+    eventually("the workload reports NoMatchingLocation", || async {
+        let workload = env.api::<Workload>().get("app").await.ok()?;
+        (available(&workload).map(|c| c.1) == Some(reasons::NO_MATCHING_LOCATION.to_owned()))
+            .then_some(())
+    })
+    .await;
     locations
         .patch_status(
             &second,
@@ -212,11 +214,15 @@ async fn reconciles_are_counted_in_metrics() {
         (!env.instances().await.is_empty()).then_some(())
     })
     .await;
-    let text = metrics.encode().expect("metrics encode");
-    for controller in ["placement", "instance_control", "instance_network"] {
-        let line = format!("datum_reconcile_total{{controller=\"{controller}\"}}");
-        assert!(text.contains(&line), "{line} missing from:\n{text}");
-    }
+    // Each controller records its first reconcile when it finishes; wait for all three.
+    let text = eventually("every controller has counted a reconcile", || async {
+        let text = metrics.encode().ok()?;
+        ["placement", "instance_control", "instance_network"]
+            .iter()
+            .all(|c| text.contains(&format!("datum_reconcile_total{{controller=\"{c}\"}}")))
+            .then_some(text)
+    })
+    .await;
     assert!(
         text.contains("datum_reconcile_duration_seconds_bucket"),
         "{text}"
