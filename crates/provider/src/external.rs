@@ -121,6 +121,9 @@ pub struct ExternalResource<'a, K: ManagedKind> {
     /// interface in `spec.networkInterfaces` order. The runtime waits out the `Network`
     /// gate, so they are set before the first create. Empty for other kinds.
     pub assigned: Vec<AssignedAddresses>,
+    /// The object's annotations (for example `compute.datumapis.com/ssh-keys` on an
+    /// Instance).
+    pub annotations: &'a std::collections::BTreeMap<String, String>,
 }
 
 /// The addresses IPAM allocated to one interface; a provider configures these rather than

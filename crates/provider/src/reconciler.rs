@@ -398,6 +398,7 @@ where
             spec: self.obj.desired(),
             location_settings: settings,
             assigned: self.obj.assigned(),
+            annotations: self.obj.annotations(),
         }
     }
 

@@ -46,8 +46,12 @@ fn named<'a, K: datum_provider::managed::ManagedKind>(
             network_ip: Some("10.128.0.42".into()),
             ..Default::default()
         }],
+        annotations: &NO_ANNOTATIONS,
     }
 }
+
+static NO_ANNOTATIONS: std::collections::BTreeMap<String, String> =
+    std::collections::BTreeMap::new();
 
 fn sandbox_spec() -> InstanceSpec {
     serde_json::from_value(json!({
