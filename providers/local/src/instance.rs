@@ -125,6 +125,21 @@ fn network_keys(r: &ExternalResource<'_, Instance>) -> Vec<String> {
         .collect()
 }
 
+/// One interface of an instance: its network on the host and its address.
+#[derive(Clone, Debug)]
+pub struct PlannedInterface {
+    /// Its position in `spec.networkInterfaces`.
+    pub index: usize,
+    /// The network (bridge) it attaches to.
+    pub network: crate::network::HostNetwork,
+    /// Its address.
+    pub address: Ipv4Addr,
+    /// The network's prefix length.
+    pub prefix: u8,
+    /// The network's gateway (the bridge's address).
+    pub gateway: Ipv4Addr,
+}
+
 /// The hash of what the containers are made from.
 pub fn spec_hash(spec: &InstanceSpec) -> String {
     let material = serde_json::json!({
@@ -166,18 +181,43 @@ impl LocalHost {
         ))
     }
 
-    /// Network namespace, interfaces and addresses.
-    async fn ensure_interfaces(&self, r: &ExternalResource<'_, Instance>) -> Result<String, Error> {
-        let instance_netns = self.names.instance_netns(&r.external_name);
-        netns::ensure(&instance_netns)?;
+    /// The networks (bridges made to exist) and addresses of the instance's interfaces, in
+    /// `spec.networkInterfaces` order. Containers attach them with veths, VMs with taps.
+    pub async fn plan_interfaces(
+        &self,
+        r: &ExternalResource<'_, Instance>,
+    ) -> Result<Vec<PlannedInterface>, Error> {
         let location = location(r.spec);
+        let mut planned = Vec::new();
         for (index, key) in network_keys(r).iter().enumerate() {
             let network = self.ensure_network(&location, key).await?;
             let address = self
                 .ipam
                 .address(network.range, &format!("{}/{index}", r.external_name))?;
-            self.attach(&network, &r.external_name, &instance_netns, index, address)
-                .await?;
+            planned.push(PlannedInterface {
+                index,
+                gateway: network.range.gateway(),
+                prefix: crate::ipam::NetworkRange::PREFIX,
+                network,
+                address,
+            });
+        }
+        Ok(planned)
+    }
+
+    /// Network namespace, interfaces and addresses.
+    async fn ensure_interfaces(&self, r: &ExternalResource<'_, Instance>) -> Result<String, Error> {
+        let instance_netns = self.names.instance_netns(&r.external_name);
+        netns::ensure(&instance_netns)?;
+        for planned in self.plan_interfaces(r).await? {
+            self.attach(
+                &planned.network,
+                &r.external_name,
+                &instance_netns,
+                planned.index,
+                planned.address,
+            )
+            .await?;
         }
         Ok(instance_netns)
     }
