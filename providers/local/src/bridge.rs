@@ -6,7 +6,7 @@
 //! Every function is "ensure" (create what is missing, keep what exists) or "remove"
 //! (delete if present).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 
 use futures::TryStreamExt;
@@ -129,33 +129,28 @@ impl Netlink {
             .map_err(self.fail(format!("bring {name} up")))
     }
 
-    /// Adds `address/prefix` to link `name`; already there is success.
+    /// Adds `address/prefix` to link `name`; already there is success. IPv6 addresses skip
+    /// duplicate address detection: IPAM made them unique, and they are usable at once.
     pub async fn ensure_address(
         &self,
         name: &str,
-        address: Ipv4Addr,
+        address: IpAddr,
         prefix: u8,
     ) -> Result<(), Error> {
         let index = self.must_index(name).await?;
-        match self
-            .handle
-            .address()
-            .add(index, address.into(), prefix)
-            .execute()
-            .await
-        {
+        let mut request = self.handle.address().add(index, address, prefix);
+        if address.is_ipv6() {
+            request.message_mut().header.flags |=
+                rtnetlink::packet_route::address::AddressHeaderFlags::Nodad;
+        }
+        match request.execute().await {
             Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -17 => Ok(()), // EEXIST
             other => other.map_err(self.fail(format!("add {address}/{prefix} to {name}"))),
         }
     }
 
-    /// Makes sure the bridge `name` exists, is up and holds `gateway/prefix`.
-    pub async fn ensure_bridge(
-        &self,
-        name: &str,
-        gateway: Ipv4Addr,
-        prefix: u8,
-    ) -> Result<(), Error> {
+    /// Makes sure the bridge `name` exists, is up and holds each `gateway/prefix`.
+    pub async fn ensure_bridge(&self, name: &str, gateways: &[(IpAddr, u8)]) -> Result<(), Error> {
         if self.index(name).await?.is_none() {
             match self
                 .handle
@@ -168,7 +163,9 @@ impl Netlink {
                 other => other.map_err(self.fail(format!("create bridge {name}")))?,
             }
         }
-        self.ensure_address(name, gateway, prefix).await?;
+        for (gateway, prefix) in gateways {
+            self.ensure_address(name, *gateway, *prefix).await?;
+        }
         self.up(name).await
     }
 
@@ -205,6 +202,35 @@ impl Netlink {
             .collect())
     }
 
+    /// The addresses on link `name` but IPv6 link-local ones (empty when it does not exist).
+    pub async fn addresses(&self, name: &str) -> Result<Vec<IpAddr>, Error> {
+        let Some(index) = self.index(name).await? else {
+            return Ok(Vec::new());
+        };
+        let messages: Vec<_> = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(self.fail(format!("list the addresses of {name}")))?;
+        let mut out: Vec<IpAddr> = messages
+            .into_iter()
+            .flat_map(|m| m.attributes)
+            .filter_map(|a| match a {
+                rtnetlink::packet_route::address::AddressAttribute::Local(ip)
+                | rtnetlink::packet_route::address::AddressAttribute::Address(ip) => Some(ip),
+                _ => None,
+            })
+            .filter(|ip| !matches!(ip, IpAddr::V6(v6) if v6.is_unicast_link_local()))
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
     /// How many links have the link `name` as their controller (ports of a bridge).
     pub async fn ports(&self, name: &str) -> Result<usize, Error> {
         let Some(index) = self.index(name).await? else {
@@ -229,10 +255,11 @@ impl Netlink {
     }
 
     /// Adds a default route via `gateway`; already there is success.
-    pub async fn ensure_default_route(&self, gateway: Ipv4Addr) -> Result<(), Error> {
-        let route = RouteMessageBuilder::<Ipv4Addr>::new()
-            .gateway(gateway)
-            .build();
+    pub async fn ensure_default_route(&self, gateway: IpAddr) -> Result<(), Error> {
+        let route = match gateway {
+            IpAddr::V4(v4) => RouteMessageBuilder::<Ipv4Addr>::new().gateway(v4).build(),
+            IpAddr::V6(v6) => RouteMessageBuilder::<Ipv6Addr>::new().gateway(v6).build(),
+        };
         match self.handle.route().add(route).execute().await {
             Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -17 => Ok(()),
             other => other.map_err(self.fail(format!("add a default route via {gateway}"))),
@@ -255,12 +282,10 @@ pub struct Attachment<'a> {
     pub peer_veth: &'a str,
     /// Name of the instance side inside the instance (`ethN`).
     pub interface: &'a str,
-    /// The instance's address.
-    pub address: Ipv4Addr,
-    /// Prefix length of the network.
-    pub prefix: u8,
-    /// The gateway (the bridge's address); the default route of `eth0` only.
-    pub gateway: Option<Ipv4Addr>,
+    /// The instance's addresses with their prefix lengths.
+    pub addresses: &'a [(IpAddr, u8)],
+    /// Default routes via these gateways (the bridge's addresses); `eth0` only.
+    pub gateways: &'a [IpAddr],
 }
 
 /// Makes sure the instance interface is attached: veth pair, bridge port, address, route.
@@ -307,12 +332,14 @@ pub async fn ensure_attached(a: &Attachment<'_>) -> Result<(), Error> {
         .await
         .map_err(host.fail(format!("attach {} to {}", a.host_veth, a.bridge)))?;
     inside.up("lo").await?;
-    inside
-        .ensure_address(a.interface, a.address, a.prefix)
-        .await?;
+    for (address, prefix) in a.addresses {
+        inside
+            .ensure_address(a.interface, *address, *prefix)
+            .await?;
+    }
     inside.up(a.interface).await?;
-    if let Some(gateway) = a.gateway {
-        inside.ensure_default_route(gateway).await?;
+    for gateway in a.gateways {
+        inside.ensure_default_route(*gateway).await?;
     }
     Ok(())
 }

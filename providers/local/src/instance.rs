@@ -10,7 +10,7 @@
 //! addresses stay.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 use containerd_client::types::Mount;
@@ -60,6 +60,24 @@ pub enum Error {
     /// Allocating failed.
     #[error(transparent)]
     Ipam(#[from] crate::ipam::Error),
+    /// An assigned address does not parse.
+    #[error("interface {interface} was assigned {address:?}, which is not an IP address")]
+    BadAddress {
+        /// The interface's index.
+        interface: usize,
+        /// The address.
+        address: String,
+    },
+    /// The Subnet an assigned address is in is not programmed yet.
+    #[error(
+        "waiting for the Subnet of NetworkContext {network_context} that holds {address} to be programmed"
+    )]
+    SubnetPending {
+        /// The address.
+        address: String,
+        /// `namespace/name` of the NetworkContext.
+        network_context: String,
+    },
     /// containerd failed.
     #[error(transparent)]
     Containerd(#[from] crate::containerd::Error),
@@ -88,6 +106,8 @@ impl From<Error> for PlatformError {
             Error::Image(_) => "ImagePullFailed",
             Error::Containerd(_) => "ContainerdFailed",
             Error::Volume(_) => "VolumeFailed",
+            Error::BadAddress { .. } => "AddressInvalid",
+            Error::SubnetPending { .. } => "SubnetPending",
             _ => "InstanceFailed",
         };
         PlatformError {
@@ -125,19 +145,26 @@ fn network_keys(r: &ExternalResource<'_, Instance>) -> Vec<String> {
         .collect()
 }
 
-/// One interface of an instance: its network on the host and its address.
+/// One interface of an instance: its network on the host and its addresses.
 #[derive(Clone, Debug)]
 pub struct PlannedInterface {
     /// Its position in `spec.networkInterfaces`.
     pub index: usize,
     /// The network (bridge) it attaches to.
     pub network: crate::network::HostNetwork,
-    /// Its address.
-    pub address: Ipv4Addr,
-    /// The network's prefix length.
+    /// Its addresses: IPAM's IPv4 and/or IPv6 (or one from the fallback allocator).
+    pub addresses: Vec<PlannedAddress>,
+}
+
+/// One address of an interface, in its subnet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlannedAddress {
+    /// The address.
+    pub address: IpAddr,
+    /// The subnet's prefix length.
     pub prefix: u8,
-    /// The network's gateway (the bridge's address).
-    pub gateway: Ipv4Addr,
+    /// The subnet's gateway (on the bridge).
+    pub gateway: IpAddr,
 }
 
 /// The hash of what the containers are made from.
@@ -183,41 +210,138 @@ impl LocalHost {
 
     /// The networks (bridges made to exist) and addresses of the instance's interfaces, in
     /// `spec.networkInterfaces` order. Containers attach them with veths, VMs with taps.
+    ///
+    /// An interface takes the address the control plane's IPAM assigned, in the Subnet the
+    /// provider recorded for it; without an assignment, one from the fallback allocator.
     pub async fn plan_interfaces(
         &self,
         r: &ExternalResource<'_, Instance>,
     ) -> Result<Vec<PlannedInterface>, Error> {
         let location = location(r.spec);
         let mut planned = Vec::new();
-        for (index, key) in network_keys(r).iter().enumerate() {
-            let network = self.ensure_network(&location, key).await?;
-            let address = self
-                .ipam
-                .address(network.range, &format!("{}/{index}", r.external_name))?;
+        for (index, interface) in r.spec.network_interfaces.iter().enumerate() {
+            let namespace = interface
+                .network
+                .namespace
+                .as_deref()
+                .unwrap_or(r.namespace);
+            let key = names::network_key(namespace, &interface.network.name);
+            let assigned: Vec<&str> = r
+                .assigned
+                .get(index)
+                .into_iter()
+                .flat_map(|a| [a.network_ip.as_deref(), a.network_ipv6.as_deref()])
+                .flatten()
+                .collect();
+            let mut addresses = Vec::new();
+            if assigned.is_empty() {
+                let range = self.ipam.network(&key)?;
+                let address = self
+                    .ipam
+                    .address(range, &format!("{}/{index}", r.external_name))?;
+                addresses.push(PlannedAddress {
+                    address: address.into(),
+                    prefix: crate::ipam::NetworkRange::PREFIX,
+                    gateway: range.gateway().into(),
+                });
+            }
+            let context =
+                datum_api::networking::names::network_context(&interface.network.name, &location);
+            for ip in assigned {
+                let address: IpAddr = ip.parse().map_err(|_| Error::BadAddress {
+                    interface: index,
+                    address: ip.to_owned(),
+                })?;
+                // Without IPAM, the status holds what the fallback allocator gave earlier.
+                let owner = format!("{}/{index}", r.external_name);
+                if let Some(range) = self.ipam.find_network(&key)
+                    && self.ipam.find_address(range, &owner).map(IpAddr::from) == Some(address)
+                {
+                    addresses.push(PlannedAddress {
+                        address,
+                        prefix: crate::ipam::NetworkRange::PREFIX,
+                        gateway: range.gateway().into(),
+                    });
+                    continue;
+                }
+                let (gateway, prefix) = self
+                    .subnet_for(namespace, &context, address)
+                    .and_then(|s| s.gateway())
+                    .ok_or_else(|| Error::SubnetPending {
+                        address: ip.to_owned(),
+                        network_context: format!("{namespace}/{context}"),
+                    })?;
+                addresses.push(PlannedAddress {
+                    address,
+                    prefix,
+                    gateway,
+                });
+            }
+            let gateways: Vec<(IpAddr, u8)> =
+                addresses.iter().map(|a| (a.gateway, a.prefix)).collect();
+            let network = self.ensure_network(&location, &key, &gateways).await?;
             planned.push(PlannedInterface {
                 index,
-                gateway: network.range.gateway(),
-                prefix: crate::ipam::NetworkRange::PREFIX,
                 network,
-                address,
+                addresses,
             });
         }
         Ok(planned)
+    }
+
+    /// Named ports of the instance's containers, for policies that name them.
+    fn named_ports(spec: &InstanceSpec) -> crate::policy::NamedPorts {
+        spec.runtime
+            .sandbox
+            .iter()
+            .flat_map(|s| &s.containers)
+            .flat_map(|c| c.ports.iter().flatten())
+            .map(|p| {
+                let protocol = p.protocol.clone().unwrap_or_else(|| "TCP".to_owned());
+                (p.name.clone(), (p.port, protocol))
+            })
+            .collect()
+    }
+
+    /// Loads the interfaces' network policies: before the interfaces are attached, so an
+    /// instance is never reachable more widely than its policy says.
+    pub async fn ensure_policies(
+        &self,
+        r: &ExternalResource<'_, Instance>,
+        planned: &[PlannedInterface],
+    ) -> Result<(), Error> {
+        let named = Self::named_ports(r.spec);
+        let statements: Vec<String> = planned
+            .iter()
+            .filter_map(|p| {
+                let policy = r
+                    .spec
+                    .network_interfaces
+                    .get(p.index)?
+                    .network_policy
+                    .as_ref()?;
+                Some(
+                    p.addresses
+                        .iter()
+                        .flat_map(|a| crate::policy::statements(a.address, policy, &named))
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .flatten()
+            .collect();
+        self.set_policies(&location(r.spec), &r.external_name, &statements)
+            .await?;
+        Ok(())
     }
 
     /// Network namespace, interfaces and addresses.
     async fn ensure_interfaces(&self, r: &ExternalResource<'_, Instance>) -> Result<String, Error> {
         let instance_netns = self.names.instance_netns(&r.external_name);
         netns::ensure(&instance_netns)?;
-        for planned in self.plan_interfaces(r).await? {
-            self.attach(
-                &planned.network,
-                &r.external_name,
-                &instance_netns,
-                planned.index,
-                planned.address,
-            )
-            .await?;
+        let planned = self.plan_interfaces(r).await?;
+        self.ensure_policies(r, &planned).await?;
+        for p in &planned {
+            self.attach(p, &r.external_name, &instance_netns).await?;
         }
         Ok(instance_netns)
     }
@@ -362,14 +486,17 @@ impl LocalHost {
             .iter()
             .enumerate()
             .map(|(index, key)| InterfaceAddresses {
-                network_ip: self
-                    .ipam
-                    .find_network(key)
-                    .and_then(|range| {
+                network_ip: r
+                    .assigned
+                    .get(index)
+                    .and_then(|a| a.network_ip.clone())
+                    .or_else(|| {
+                        let range = self.ipam.find_network(key)?;
+                        let owner = format!("{}/{index}", r.external_name);
                         self.ipam
-                            .find_address(range, &format!("{}/{index}", r.external_name))
-                    })
-                    .map(|a: Ipv4Addr| a.to_string()),
+                            .find_address(range, &owner)
+                            .map(|a: Ipv4Addr| a.to_string())
+                    }),
                 external_ip: None,
             })
             .collect();
@@ -407,6 +534,7 @@ impl LocalHost {
             self.containerd.delete_container(&c.id).await?;
         }
         let location = location(r.spec);
+        self.set_policies(&location, &r.external_name, &[]).await?;
         let location_netns = self.names.location_netns(&location);
         if netns::exists(&location_netns) {
             let link = bridge::Netlink::open(&location_netns)?;

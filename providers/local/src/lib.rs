@@ -19,11 +19,12 @@
 //! | [`bridge`] | bridges, veth pairs, addresses and routes over rtnetlink |
 //! | [`containerd`] | the containerd daemon and client: containers and tasks |
 //! | [`firewall`] | nftables isolation between networks |
+//! | [`policy`] | interface network policies as nftables statements |
 //! | [`image`] | pulling images and unpacking them on disk |
 //! | [`provider`] | [`LocalProvider`] and the connected [`LocalHost`] |
 //! | [`instance`] | instances as containers: observe / create / update / delete |
 //! | [`network`] | Location namespaces, bridges, attachments; NetworkContext and Subnet |
-//! | [`ipam`] | the fallback address allocator |
+//! | [`ipam`] | the fallback address allocator (IPAM's assignments come first) |
 
 pub mod bridge;
 pub mod containerd;
@@ -34,6 +35,7 @@ pub mod ipam;
 pub mod names;
 pub mod netns;
 pub mod network;
+pub mod policy;
 pub mod provider;
 pub mod runtime_spec;
 pub mod usage;

@@ -2,16 +2,21 @@
 //! on, the nftables isolation table), per network (a NetworkContext, or the network an
 //! instance names) a bridge in it holding the gateway, and the attachments of instance
 //! interfaces. Also the NetworkContext and Subnet clients: a context is its bridge; a
-//! Subnet is recorded (its range is the network's, see [`crate::ipam`]).
+//! Subnet is recorded with the range the control plane's IPAM allocated, and its gateway
+//! (the range's second address, which IPAM never hands out) goes on the bridge. Instances
+//! configure the addresses IPAM assigned them; [`crate::ipam`] is the fallback for
+//! instances that come without (e.g. a provider run without the control plane's IPAM).
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use datum_api::networking::{NetworkContext, Subnet};
 use datum_provider::{ExternalClient, ExternalResource, NetworkLive, Observation, PlatformError};
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
 
 use crate::firewall::{self, BridgeRule};
-use crate::ipam::{self, NetworkRange};
+use crate::ipam;
 use crate::provider::LocalHost;
 use crate::{bridge, names, netns};
 
@@ -57,33 +62,107 @@ pub struct HostNetwork {
     pub location_netns: String,
     /// The bridge.
     pub bridge: String,
-    /// The range.
-    pub range: NetworkRange,
+}
+
+/// A Subnet as the provider recorded it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SubnetRecord {
+    /// The Subnet's namespace (its network's).
+    pub namespace: String,
+    /// Its NetworkContext.
+    pub network_context: String,
+    /// Its Location.
+    pub location: String,
+    /// Its range, once allocated.
+    pub cidr: Option<IpNet>,
+}
+
+impl SubnetRecord {
+    /// The gateway of the range and its prefix length: the second address.
+    pub fn gateway(&self) -> Option<(IpAddr, u8)> {
+        let cidr = self.cidr?;
+        let gateway = match cidr.network() {
+            IpAddr::V4(n) => IpAddr::V4(u32::from(n).checked_add(1)?.into()),
+            IpAddr::V6(n) => IpAddr::V6(u128::from(n).checked_add(1)?.into()),
+        };
+        Some((gateway, cidr.prefix_len()))
+    }
+
+    /// The network's key (`namespace/name`): the context is named `<network>-<location>`.
+    pub fn network_key(&self) -> Option<String> {
+        let network = self
+            .network_context
+            .strip_suffix(&format!("-{}", self.location))?;
+        Some(names::network_key(&self.namespace, network))
+    }
+}
+
+/// Where one policy file of a Location namespace lives.
+fn policy_dir(state_dir: &std::path::Path, location_netns: &str) -> PathBuf {
+    state_dir.join("policies").join(location_netns)
 }
 
 impl LocalHost {
-    /// Makes sure the Location's namespace, the network's bridge and the rules exist.
+    /// Makes sure the Location's namespace, the network's bridge (holding `gateways`) and
+    /// the rules exist.
     pub async fn ensure_network(
         &self,
         location: &str,
         network_key: &str,
+        gateways: &[(IpAddr, u8)],
     ) -> Result<HostNetwork, Error> {
         let _guard = self.network_lock.lock().await;
         let location_netns = self.names.location_netns(location);
         netns::ensure(&location_netns)?;
         netns::sysctl(&location_netns, "net.ipv4.ip_forward", "1")?;
+        // Traffic bridged inside one network passes the forward hook too, so interface
+        // policies hold between instances of the same network.
+        netns::sysctl(&location_netns, "net.bridge.bridge-nf-call-iptables", "1")?;
+        netns::sysctl(&location_netns, "net.bridge.bridge-nf-call-ip6tables", "1")?;
         let link = bridge::Netlink::open(&location_netns)?;
         link.up("lo").await?;
-        let range = self.ipam.network(network_key)?;
         let bridge_name = names::bridge(network_key);
-        link.ensure_bridge(&bridge_name, range.gateway(), NetworkRange::PREFIX)
-            .await?;
+        link.ensure_bridge(&bridge_name, gateways).await?;
         self.refresh_firewall(&location_netns, &link).await?;
         Ok(HostNetwork {
             location_netns,
             bridge: bridge_name,
-            range,
         })
+    }
+
+    /// Records the policy statements of an instance (none: removes them) and reloads the
+    /// Location's rules.
+    pub async fn set_policies(
+        &self,
+        location: &str,
+        external_name: &str,
+        statements: &[String],
+    ) -> Result<(), Error> {
+        let _guard = self.network_lock.lock().await;
+        let location_netns = self.names.location_netns(location);
+        let dir = policy_dir(&self.state_dir, &location_netns);
+        let path = dir.join(external_name);
+        let record = |source| Error::Record {
+            path: path.clone(),
+            source,
+        };
+        if statements.is_empty() {
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(record(e)),
+                _ => {}
+            }
+        } else {
+            std::fs::create_dir_all(&dir).map_err(record)?;
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, statements.join("\n")).map_err(record)?;
+            std::fs::rename(&tmp, &path).map_err(record)?;
+        }
+        if netns::exists(&location_netns) {
+            let link = bridge::Netlink::open(&location_netns)?;
+            self.refresh_firewall(&location_netns, &link).await?;
+        }
+        Ok(())
     }
 
     async fn refresh_firewall(
@@ -91,20 +170,65 @@ impl LocalHost {
         location_netns: &str,
         link: &bridge::Netlink,
     ) -> Result<(), Error> {
-        let present = link.links("br-").await?;
-        let mut rules: Vec<BridgeRule> = self
-            .ipam
-            .networks()
-            .into_iter()
-            .map(|(key, range)| BridgeRule {
-                bridge: names::bridge(&key),
-                gateway: range.gateway(),
-            })
-            .filter(|r| present.contains(&r.bridge))
+        let mut bridges = link.links("br-").await?;
+        bridges.sort();
+        let mut rules = Vec::new();
+        for bridge in bridges {
+            let gateways = link.addresses(&bridge).await?;
+            rules.push(BridgeRule { bridge, gateways });
+        }
+        let mut policies: Vec<(String, String)> =
+            std::fs::read_dir(policy_dir(&self.state_dir, location_netns))
+                .into_iter()
+                .flatten()
+                .filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_none())
+                .filter_map(|e| {
+                    let body = std::fs::read_to_string(e.path()).ok()?;
+                    Some((e.file_name().to_string_lossy().into_owned(), body))
+                })
+                .collect();
+        policies.sort();
+        let statements: Vec<String> = policies
+            .iter()
+            .flat_map(|(_, body)| body.lines().map(str::to_owned))
             .collect();
-        rules.sort_by(|a, b| a.bridge.cmp(&b.bridge));
-        firewall::apply(location_netns, &rules).await?;
+        firewall::apply(location_netns, &rules, &statements).await?;
         Ok(())
+    }
+
+    /// The recorded Subnets.
+    pub fn subnet_records(&self) -> Vec<SubnetRecord> {
+        std::fs::read_dir(self.state_dir.join("subnets"))
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .filter_map(|e| serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok())
+            .collect()
+    }
+
+    /// The recorded Subnet of `network_context` (in `namespace`) whose range holds
+    /// `address`.
+    pub fn subnet_for(
+        &self,
+        namespace: &str,
+        network_context: &str,
+        address: IpAddr,
+    ) -> Option<SubnetRecord> {
+        self.subnet_records().into_iter().find(|s| {
+            s.namespace == namespace
+                && s.network_context == network_context
+                && s.cidr.is_some_and(|c| c.contains(&address))
+        })
+    }
+
+    /// Gateways of the Subnets recorded for a NetworkContext.
+    fn context_gateways(&self, namespace: &str, network_context: &str) -> Vec<(IpAddr, u8)> {
+        self.subnet_records()
+            .iter()
+            .filter(|s| s.namespace == namespace && s.network_context == network_context)
+            .filter_map(SubnetRecord::gateway)
+            .collect()
     }
 
     /// Removes the network's bridge when nothing is attached to it and no NetworkContext
@@ -138,15 +262,24 @@ impl LocalHost {
         Ok(())
     }
 
-    /// Attaches interface `index` of an instance to `network`, with `address`.
+    /// Attaches an interface of an instance to its network, with its address.
     pub async fn attach(
         &self,
-        network: &HostNetwork,
+        planned: &crate::instance::PlannedInterface,
         external_name: &str,
         instance_netns: &str,
-        index: usize,
-        address: Ipv4Addr,
     ) -> Result<(), Error> {
+        let (network, index) = (&planned.network, planned.index);
+        let addresses: Vec<(IpAddr, u8)> = planned
+            .addresses
+            .iter()
+            .map(|a| (a.address, a.prefix))
+            .collect();
+        let gateways: Vec<IpAddr> = if index == 0 {
+            planned.addresses.iter().map(|a| a.gateway).collect()
+        } else {
+            Vec::new()
+        };
         let host_veth = names::host_veth(external_name, index);
         let peer_veth = names::peer_veth(external_name, index);
         let interface = names::instance_interface(index);
@@ -157,9 +290,8 @@ impl LocalHost {
             host_veth: &host_veth,
             peer_veth: &peer_veth,
             interface: &interface,
-            address,
-            prefix: NetworkRange::PREFIX,
-            gateway: (index == 0).then(|| network.range.gateway()),
+            addresses: &addresses,
+            gateways: &gateways,
         })
         .await?;
         Ok(())
@@ -236,7 +368,8 @@ impl ExternalClient<NetworkContext> for LocalHost {
         self.check_reachable().await?;
         let (location, key) = context_key(r);
         self.write_record("contexts", &r.external_name, &format!("{location}\n{key}"))?;
-        self.ensure_network(&location, &key).await?;
+        let gateways = self.context_gateways(r.namespace, r.name);
+        self.ensure_network(&location, &key, &gateways).await?;
         self.hang_after_create().await;
         Ok(r.external_name.clone())
     }
@@ -248,7 +381,8 @@ impl ExternalClient<NetworkContext> for LocalHost {
     ) -> Result<(), PlatformError> {
         self.check_reachable().await?;
         let (location, key) = context_key(r);
-        self.ensure_network(&location, &key).await?;
+        let gateways = self.context_gateways(r.namespace, r.name);
+        self.ensure_network(&location, &key, &gateways).await?;
         Ok(())
     }
 
@@ -265,28 +399,53 @@ impl ExternalClient<NetworkContext> for LocalHost {
     }
 }
 
+fn subnet_record(r: &ExternalResource<'_, Subnet>) -> SubnetRecord {
+    SubnetRecord {
+        namespace: r.namespace.to_owned(),
+        network_context: r.spec.network_context.name.clone(),
+        location: r.spec.location.name.clone(),
+        cidr: r.spec.cidr().and_then(|c| c.parse().ok()),
+    }
+}
+
+impl LocalHost {
+    /// Records the Subnet and puts its gateway on its network's bridge.
+    async fn program_subnet(&self, r: &ExternalResource<'_, Subnet>) -> Result<(), Error> {
+        let record = subnet_record(r);
+        let body = serde_json::to_string(&record).unwrap_or_default();
+        self.write_record("subnets", &r.external_name, &body)?;
+        if let (Some(gateway), Some(key)) = (record.gateway(), record.network_key()) {
+            self.ensure_network(&record.location, &key, &[gateway])
+                .await?;
+        }
+        Ok(())
+    }
+}
+
 impl ExternalClient<Subnet> for LocalHost {
     async fn observe(
         &self,
         r: &ExternalResource<'_, Subnet>,
     ) -> Result<Observation<NetworkLive>, PlatformError> {
         self.check_reachable().await?;
-        Ok(if self.record("subnets", &r.external_name).exists() {
-            Observation::Exists {
+        let recorded = std::fs::read(self.record("subnets", &r.external_name))
+            .ok()
+            .map(|body| serde_json::from_slice::<SubnetRecord>(&body).ok());
+        Ok(match recorded {
+            None => Observation::Absent,
+            Some(record) => Observation::Exists {
                 id: r.external_name.clone(),
-                up_to_date: true,
+                up_to_date: record.as_ref() == Some(&subnet_record(r)),
                 live: NetworkLive {
                     provider_id: Some(format!("local://subnet/{}", r.external_name)),
                 },
-            }
-        } else {
-            Observation::Absent
+            },
         })
     }
 
     async fn create(&self, r: &ExternalResource<'_, Subnet>) -> Result<String, PlatformError> {
         self.check_reachable().await?;
-        self.write_record("subnets", &r.external_name, r.name)?;
+        self.program_subnet(r).await?;
         self.hang_after_create().await;
         Ok(r.external_name.clone())
     }
@@ -294,9 +453,10 @@ impl ExternalClient<Subnet> for LocalHost {
     async fn update(
         &self,
         _id: &str,
-        _r: &ExternalResource<'_, Subnet>,
+        r: &ExternalResource<'_, Subnet>,
     ) -> Result<(), PlatformError> {
-        self.check_reachable().await
+        self.check_reachable().await?;
+        Ok(self.program_subnet(r).await?)
     }
 
     async fn delete(
