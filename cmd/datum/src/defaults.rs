@@ -1,6 +1,6 @@
-//! The objects `datum up` creates so a first Workload has somewhere to run: a sim
-//! ProviderConfig, a Location it serves, and the `default` Network in namespace `default`.
-//! Applied with server-side apply, so a restart leaves them as they are.
+//! The objects `datum up` creates so a first Workload has somewhere to run: a ProviderConfig
+//! of the chosen provider (local or sim), a Location it serves, and the `default` Network in
+//! namespace `default`. Applied with server-side apply, so a restart leaves them as they are.
 
 use std::path::Path;
 
@@ -18,21 +18,72 @@ pub const LOCATION: &str = "local";
 /// Its city code, for placements by `cityCodes`.
 pub const CITY_CODE: &str = "LCL";
 
-/// Applies the defaults; `sim_state` is where the simulated cloud keeps its ledger.
-pub async fn apply(client: &Client, sim_state: &Path) -> anyhow::Result<()> {
-    let objects = [
-        json!({
+/// Which provider serves the default Location.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProviderChoice {
+    /// Real containers, networks and VMs on this machine (needs root).
+    Local,
+    /// A simulated cloud: nothing runs, everything reports Ready.
+    Sim,
+}
+
+impl ProviderChoice {
+    /// The key under `Location.spec.provider`.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Sim => "sim",
+        }
+    }
+}
+
+/// The default ProviderConfig of `provider`, with its state under `dir`; `registries` are
+/// loopback registries pulled from over plain HTTP.
+fn provider_config(
+    provider: ProviderChoice,
+    dir: &Path,
+    registries: &[String],
+) -> serde_json::Value {
+    match provider {
+        ProviderChoice::Sim => json!({
             "apiVersion": "sim.provider.datum.net/v1alpha1", "kind": "ProviderConfig",
             "metadata": {"name": PROVIDER_CONFIG},
-            "spec": {"stateDir": sim_state.display().to_string()}
+            "spec": {"stateDir": dir.join("sim").display().to_string()}
         }),
+        ProviderChoice::Local => json!({
+            "apiVersion": "local.provider.datum.net/v1alpha1", "kind": "ProviderConfig",
+            "metadata": {"name": PROVIDER_CONFIG},
+            "spec": {
+                "stateDir": dir.join("local").display().to_string(),
+                "containerd": {
+                    "socket": dir.join("containerd/containerd.sock").display().to_string(),
+                    "namespace": "datum"
+                },
+                "registries": registries
+                    .iter()
+                    .map(|host| json!({"host": host, "insecure": true}))
+                    .collect::<Vec<_>>()
+            }
+        }),
+    }
+}
+
+/// Applies the defaults for `provider`, whose state lives under `dir`.
+pub async fn apply(
+    client: &Client,
+    provider: ProviderChoice,
+    dir: &Path,
+    registries: &[String],
+) -> anyhow::Result<()> {
+    let objects = [
+        provider_config(provider, dir, registries),
         json!({
             "apiVersion": "networking.datumapis.com/v1alpha", "kind": "Location",
             "metadata": {"name": LOCATION},
             "spec": {
                 "locationClassName": "self-managed",
                 "topology": {"topology.datum.net/city-code": CITY_CODE},
-                "provider": {"sim": {}}
+                "provider": {provider.key(): {}}
             }
         }),
         json!({

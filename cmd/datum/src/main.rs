@@ -1,8 +1,11 @@
 //! `datum`: run the Datum system on one machine and work with it.
 
+mod connect;
 mod crds;
 mod defaults;
+mod deploy;
 mod provider_new;
+mod status;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -20,16 +23,26 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start the local control plane (etcd, kube-apiserver, kube-controller-manager) with
-    /// the Datum CRDs installed, and keep it running until Ctrl-C or `datum down`.
+    /// Start everything on this machine: the control plane (etcd, kube-apiserver,
+    /// kube-controller-manager) with the Datum CRDs, the controllers, and the local provider
+    /// (or the sim one) serving the Location `local`, until Ctrl-C or `datum down`.
     ///
-    /// Example: `datum up`, then in another terminal
-    /// `export KUBECONFIG=~/.local/share/datum/kubeconfig; kubectl get locations`
+    /// Example: `datum up`, then in another terminal `datum deploy hello --image IMAGE`
+    /// or `export KUBECONFIG=~/.local/share/datum/kubeconfig; kubectl get locations`
     Up(up::UpArgs),
     /// Stop a running `datum up`.
     ///
     /// Example: `datum down`
     Down(up::DownArgs),
+    /// Run a container image as a Workload (or apply a file), wait until its instances are
+    /// Ready, and print their addresses.
+    ///
+    /// Example: `datum deploy hello --image 127.0.0.1:5000/hello:v1 --replicas 2`
+    Deploy(deploy::DeployArgs),
+    /// Show Locations, Workloads and their instances with addresses.
+    ///
+    /// Example: `datum status` or `datum status hello`
+    Status(status::StatusArgs),
     /// Print the Datum CRDs as YAML, or write one file per CRD into a directory.
     ///
     /// Example: `datum crds | kubectl apply -f -` or `datum crds --write config/crd`
@@ -56,6 +69,8 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Up(args) => up::up(args).await,
         Command::Down(args) => up::down(args).await,
+        Command::Deploy(args) => deploy::deploy(args).await,
+        Command::Status(args) => status::status(args).await,
         Command::Crds(args) => crds::crds(args),
         Command::Provider(command) => provider_new::provider(command),
     };

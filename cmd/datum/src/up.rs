@@ -11,7 +11,7 @@ use datum_runtime::shutdown::CancellationToken;
 use datum_testenv::{ControlPlane, Options};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::defaults;
+use crate::defaults::{self, ProviderChoice};
 
 #[derive(clap::Args)]
 pub struct UpArgs {
@@ -22,6 +22,14 @@ pub struct UpArgs {
     /// Port for the Kubernetes API server on 127.0.0.1.
     #[arg(long, default_value_t = 6443)]
     port: u16,
+    /// The provider serving the default Location `local`: `local` runs real containers on
+    /// this machine (as root), `sim` simulates a cloud.
+    #[arg(long, value_enum, default_value_t = ProviderChoice::Local)]
+    provider: ProviderChoice,
+    /// A registry on this machine to pull images from over plain HTTP, e.g.
+    /// `127.0.0.1:5000` (repeatable; loopback addresses only).
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    insecure_registries: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -31,7 +39,7 @@ pub struct DownArgs {
     data_dir: Option<PathBuf>,
 }
 
-fn default_data_dir() -> anyhow::Result<PathBuf> {
+pub fn default_data_dir() -> anyhow::Result<PathBuf> {
     if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(dir).join("datum"));
     }
@@ -68,6 +76,17 @@ fn alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
+/// Whether this process runs with effective UID 0 (the second field of `Uid:`).
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+            line.split_whitespace().nth(2).map(|euid| euid == "0")
+        })
+        .unwrap_or(false)
+}
+
 fn step(n: usize, total: usize, what: &str) {
     eprintln!("[{n}/{total}] {what}");
 }
@@ -85,9 +104,17 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
 
+    if args.provider == ProviderChoice::Local && !is_root() {
+        bail!(
+            "the local provider needs root (it makes network namespaces and runs containerd); run `sudo datum up`, or `datum up --provider sim` for a simulated cloud"
+        );
+    }
+    // Before any TLS client exists: the image puller and kube must agree on one provider.
+    datum_provider_local::image::install_crypto_provider();
+    let total = 5;
     step(
         1,
-        3,
+        total,
         "starting etcd, kube-apiserver and kube-controller-manager (the first run builds them from source, several minutes)",
     );
     let started = Instant::now();
@@ -99,37 +126,74 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     .context("the control plane did not start")?;
     let client = plane.admin_client().await?;
 
-    step(2, 4, "installing the Datum CRDs");
+    step(2, total, "installing the Datum CRDs");
     datum_testenv::install_crds(&client, &datum_api::crds::all()).await?;
 
+    let daemon = match args.provider {
+        ProviderChoice::Local => {
+            step(3, total, "starting containerd for the local provider");
+            Some(
+                datum_provider_local::containerd::Daemon::start(&dir.join("containerd"))
+                    .await
+                    .context(
+                        "containerd did not start (is it installed? tools/setup.sh installs it)",
+                    )?,
+            )
+        }
+        ProviderChoice::Sim => {
+            step(3, total, "the sim provider needs no daemon");
+            None
+        }
+    };
+
     step(
-        3,
         4,
-        "starting the controllers and the sim provider, with a default Location and Network",
+        total,
+        &format!(
+            "starting the controllers and the {} provider, with a default Location and Network",
+            args.provider.key()
+        ),
     );
-    defaults::apply(&client, &dir.join("sim")).await?;
+    defaults::apply(&client, args.provider, &dir, &args.insecure_registries)
+        .await
+        .context(
+            "if the Location `local` was made by a run with another --provider, delete it first (`kubectl delete location local`) or pass the same --provider",
+        )?;
     let stop = CancellationToken::new();
     let controllers = tokio::spawn(datum_control::run(
         client.clone(),
         datum_control::Settings::default(),
         stop.clone().cancelled_owned(),
     ));
-    let provider = tokio::spawn(datum_provider::run(
-        datum_provider_sim::SimProvider,
-        client.clone(),
-        datum_provider::Options::new(defaults::PROVIDER_CONFIG),
-        stop.clone(),
-    ));
+    let options = datum_provider::Options::new(defaults::PROVIDER_CONFIG);
+    let provider = match args.provider {
+        ProviderChoice::Local => tokio::spawn(datum_provider::run(
+            datum_provider_local::LocalProvider {
+                kube: Some(client.clone()),
+                ..Default::default()
+            },
+            client.clone(),
+            options,
+            stop.clone(),
+        )),
+        ProviderChoice::Sim => tokio::spawn(datum_provider::run(
+            datum_provider_sim::SimProvider,
+            client.clone(),
+            options,
+            stop.clone(),
+        )),
+    };
 
-    step(4, 4, "ready");
+    step(5, total, "ready");
     std::fs::write(pid_file(&dir), std::process::id().to_string())?;
     println!(
-        "Datum is up in {:.0?} (API server {}).\n\n  export KUBECONFIG={}\n  kubectl get locations,networks,workloads -A\n\nLocation `{}` (city code {}) is served by the sim provider. Stop with Ctrl-C or `datum down`; state stays in {}.",
+        "Datum is up in {:.0?} (API server {}).\n\n  export KUBECONFIG={}\n  kubectl get locations,networks,workloads -A\n  datum deploy hello --image <image>\n  datum status\n\nLocation `{}` (city code {}) is served by the {} provider. Stop with Ctrl-C or `datum down`; state stays in {}.",
         started.elapsed(),
         plane.server_url(),
         plane.kubeconfig_path().display(),
         defaults::LOCATION,
         defaults::CITY_CODE,
+        args.provider.key(),
         dir.display()
     );
 
@@ -152,6 +216,10 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     // Controllers finish the reconciles they started; the API server must outlive them.
     let _ = tokio::time::timeout(Duration::from_secs(10), controllers).await;
     let _ = tokio::time::timeout(Duration::from_secs(10), provider).await;
+    // Containers keep running under their shims; the next `datum up` adopts them.
+    if let Some(daemon) = daemon {
+        daemon.stop().await;
+    }
     plane.stop();
     let _ = std::fs::remove_file(pid_file(&dir));
     outcome

@@ -25,11 +25,12 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Starts `datum up` and returns once it printed that it is up.
-fn up(dir: &Path, port: u16) -> Running {
+/// Starts `datum up` (with `extra` flags) and returns once it printed that it is up.
+fn up(dir: &Path, port: u16, extra: &[&str]) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_datum"))
         .args(["up", "--port", &port.to_string(), "--data-dir"])
         .arg(dir)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -46,7 +47,7 @@ fn up(dir: &Path, port: u16) -> Running {
     Running(child)
 }
 
-fn kubectl(dir: &Path, args: &[&str]) -> String {
+pub fn kubectl(dir: &Path, args: &[&str]) -> String {
     let output = Command::new("kubectl")
         .arg("--kubeconfig")
         .arg(dir.join("kubeconfig"))
@@ -132,7 +133,7 @@ fn up_serves_the_crds_down_stops_and_up_again_keeps_state() {
     let _ = std::fs::remove_dir_all(&dir);
     let port = free_port();
 
-    let mut first = up(&dir, port);
+    let mut first = up(&dir, port, &["--provider", "sim"]);
     let crds = kubectl(&dir, &["get", "crds", "-o", "name"]);
     for crd in datum_api::crds::all() {
         let name = crd.metadata.name.expect("CRDs have names");
@@ -140,7 +141,7 @@ fn up_serves_the_crds_down_stops_and_up_again_keeps_state() {
     }
     kubectl(&dir, &["create", "namespace", "kept-across-restarts"]);
 
-    // A first Workload runs on the default Location (served by the sim provider).
+    // A first Workload runs on the default Location (served by the sim provider here).
     let workload =
         std::env::temp_dir().join(format!("datum-up-workload-{}.yaml", std::process::id()));
     std::fs::write(&workload, WORKLOAD).expect("writable temp dir");
@@ -167,7 +168,7 @@ fn up_serves_the_crds_down_stops_and_up_again_keeps_state() {
         "datum down removes the pid file"
     );
 
-    let mut second = up(&dir, port);
+    let mut second = up(&dir, port, &["--provider", "sim"]);
     let namespaces = kubectl(&dir, &["get", "namespaces", "-o", "name"]);
     assert!(
         namespaces.contains("namespace/kept-across-restarts"),
@@ -176,5 +177,258 @@ fn up_serves_the_crds_down_stops_and_up_again_keeps_state() {
     wait_for_ready_instances(&dir, 2);
     let _ = std::fs::remove_file(&workload);
     down(&dir, &mut second);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A loopback `docker-registry` holding the tests' busybox image (serving HTTP on 8080) as
+/// `datum/hello:v1`; killed when dropped.
+struct Registry {
+    process: Running,
+    host: String,
+    dir: std::path::PathBuf,
+}
+
+impl Registry {
+    fn start(dir: &Path) -> Registry {
+        let host = format!("127.0.0.1:{}", free_port());
+        std::fs::create_dir_all(dir).expect("a scratch directory");
+        let config = dir.join("registry.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog: {{ level: error }}\nstorage: {{ filesystem: {{ rootdirectory: {} }} }}\nhttp: {{ addr: {host} }}\n",
+                dir.join("data").display()
+            ),
+        )
+        .expect("the registry config is written");
+        let process = Command::new("setpriv")
+            .args(["--pdeathsig", "KILL", "docker-registry", "serve"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry starts");
+        let layout = dir.join("layout");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/local-image.sh");
+        let built = Command::new(script)
+            .arg(&layout)
+            .args(["/bin/httpd", "-f", "-p", "8080"])
+            .status()
+            .expect("tools/local-image.sh runs");
+        assert!(built.success(), "the test image builds");
+        let pushed = (0..50).any(|_| {
+            let ok = Command::new("skopeo")
+                .args(["copy", "--quiet", "--dest-tls-verify=false"])
+                .arg(format!("oci:{}:latest", layout.display()))
+                .arg(format!("docker://{host}/datum/hello:v1"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            ok
+        });
+        assert!(pushed, "the image is pushed to the loopback registry");
+        Registry {
+            process: Running(process),
+            host,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn image(&self) -> String {
+        format!("{}/datum/hello:v1", self.host)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.process.0.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn datum(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_datum"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .env_remove("KUBECONFIG")
+        .output()
+        .expect("datum runs")
+}
+
+/// Waits (bounded, as a safety net) until `probe` holds for `kubectl get` output.
+fn wait_kubectl(dir: &Path, args: &[&str], what: &str, probe: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    loop {
+        let output = kubectl(dir, args);
+        if probe(&output) {
+            return output;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gave up waiting for {what}:\n{output}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
+/// The issue's acceptance run: `datum up` with the local provider; the seed example unchanged
+/// waits for a GCP Location, then with `providers: [local]`, no region and a local image gives
+/// 3 running instances with addresses; `datum deploy` reaches Ready and prints addresses;
+/// `datum status` shows them; deleting everything leaves no container running.
+#[test]
+fn up_runs_the_seed_example_on_the_local_provider() {
+    let dir = std::env::temp_dir().join(format!("datum-up-local-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let registry = Registry::start(&dir.join("registry"));
+    let mut running = up(
+        &dir.join("home"),
+        free_port(),
+        &["--insecure-registry", &registry.host],
+    );
+    let home = dir.join("home");
+    kubectl(&home, &["create", "namespace", "my-project"]);
+    let network = dir.join("network.yaml");
+    std::fs::write(
+        &network,
+        "apiVersion: networking.datumapis.com/v1alpha\nkind: Network\nmetadata: {name: default, namespace: my-project}\nspec: {ipam: {mode: Auto}}\n",
+    )
+    .expect("writable");
+    kubectl(&home, &["apply", "-f", network.to_str().expect("UTF-8")]);
+
+    // The exact seed file: accepted, and it says why nothing runs.
+    let seed = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/upstream/samples/seed-workload.yaml");
+    kubectl(&home, &["apply", "-f", seed.to_str().expect("UTF-8")]);
+    let waiting = wait_kubectl(
+        &home,
+        &[
+            "get",
+            "workloads.workload.datum.net",
+            "my-app",
+            "-n",
+            "my-project",
+            "-o",
+            "jsonpath={.status.conditions[*].message}",
+        ],
+        "the seed's condition",
+        |out| out.contains("gcp") && out.contains("us-central1"),
+    );
+    assert!(waiting.contains("gcp"), "{waiting}");
+
+    // The same seed with providers [local], no region, and the local image.
+    let text = std::fs::read_to_string(&seed).expect("the seed is readable");
+    let local = text
+        .replace("      - gcp", "      - local")
+        .replace("    regions:\n      - us-central1\n", "")
+        .replace("gcr.io/my-project/my-app:v1.0", &registry.image());
+    assert!(!local.contains("us-central1") && local.contains("- local"));
+    let local_seed = dir.join("seed-local.yaml");
+    std::fs::write(&local_seed, local).expect("writable");
+    kubectl(&home, &["apply", "-f", local_seed.to_str().expect("UTF-8")]);
+    let query = r#"{range .items[*]}{.status.conditions[?(@.type=="Ready")].status} {.status.networkInterfaces[0].assignments.networkIP}{"\n"}{end}"#;
+    let ready = wait_kubectl(
+        &home,
+        &[
+            "get",
+            "instances",
+            "-n",
+            "my-project",
+            "-o",
+            &format!("jsonpath={query}"),
+        ],
+        "3 Ready instances with addresses",
+        |out| {
+            out.lines().count() == 3
+                && out
+                    .lines()
+                    .all(|l| l.starts_with("True ") && l.len() > "True ".len())
+        },
+    );
+    assert_eq!(ready.lines().count(), 3, "{ready}");
+
+    // `datum deploy` waits until Ready and prints the addresses; `datum status` shows them.
+    let deployed = datum(
+        &home,
+        &[
+            "deploy",
+            "hello",
+            "--image",
+            &registry.image(),
+            "--replicas",
+            "2",
+            "--port",
+            "8080",
+            "--timeout",
+            "3m",
+        ],
+    );
+    let printed = String::from_utf8_lossy(&deployed.stdout).into_owned();
+    assert!(
+        deployed.status.success(),
+        "datum deploy: {printed}\n{}",
+        String::from_utf8_lossy(&deployed.stderr)
+    );
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(lines.len(), 2, "one line per instance: {printed}");
+    let addresses: Vec<&str> = lines
+        .iter()
+        .map(|l| l.rsplit('\t').next().unwrap_or_default())
+        .collect();
+    for address in &addresses {
+        assert!(
+            address.parse::<std::net::IpAddr>().is_ok(),
+            "an address per instance: {printed}"
+        );
+    }
+    let status = datum(&home, &["status", "hello"]);
+    let shown = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(status.status.success(), "datum status: {shown}");
+    for address in &addresses {
+        assert!(shown.contains(address), "status shows {address}:\n{shown}");
+    }
+    assert!(shown.contains("Ready"), "{shown}");
+
+    // Bad input gets one clear sentence.
+    let missing = datum(&home, &["status", "nope"]);
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("no Workload nope"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+
+    // Delete everything: no instance and no container task is left.
+    kubectl(
+        &home,
+        &["delete", "workloads.workload.datum.net", "--all", "-A"],
+    );
+    kubectl(
+        &home,
+        &["delete", "workloads.compute.datumapis.com", "--all", "-A"],
+    );
+    wait_kubectl(
+        &home,
+        &["get", "instances", "-A", "-o", "name"],
+        "every Instance to go",
+        |out| out.trim().is_empty(),
+    );
+    let tasks = Command::new("ctr")
+        .arg("--address")
+        .arg(home.join("containerd/containerd.sock"))
+        .args(["--namespace", "datum", "tasks", "ls", "-q"])
+        .output()
+        .expect("ctr runs");
+    assert!(
+        String::from_utf8_lossy(&tasks.stdout).trim().is_empty(),
+        "no task is left: {}",
+        String::from_utf8_lossy(&tasks.stdout)
+    );
+    down(&home, &mut running);
+    drop(registry);
     let _ = std::fs::remove_dir_all(&dir);
 }
