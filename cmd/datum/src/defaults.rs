@@ -37,14 +37,22 @@ impl ProviderChoice {
     }
 }
 
-/// The default ProviderConfig of `provider`, with its state under `dir`; `registries` are
-/// loopback registries pulled from over plain HTTP.
-fn provider_config(
-    provider: ProviderChoice,
-    dir: &Path,
-    registries: &[String],
-) -> serde_json::Value {
-    match provider {
+/// What the defaults are made from.
+pub struct Settings<'a> {
+    /// The provider serving the default Location.
+    pub provider: ProviderChoice,
+    /// Where provider state lives.
+    pub dir: &'a Path,
+    /// Loopback registries pulled from over plain HTTP.
+    pub registries: &'a [String],
+    /// The local provider's network-namespace prefix.
+    pub netns_prefix: &'a str,
+}
+
+/// The default ProviderConfig.
+fn provider_config(settings: &Settings<'_>) -> serde_json::Value {
+    let (dir, registries) = (settings.dir, settings.registries);
+    match settings.provider {
         ProviderChoice::Sim => json!({
             "apiVersion": "sim.provider.datum.net/v1alpha1", "kind": "ProviderConfig",
             "metadata": {"name": PROVIDER_CONFIG},
@@ -62,21 +70,18 @@ fn provider_config(
                 "registries": registries
                     .iter()
                     .map(|host| json!({"host": host, "insecure": true}))
-                    .collect::<Vec<_>>()
+                    .collect::<Vec<_>>(),
+                "network": {"namespacePrefix": settings.netns_prefix}
             }
         }),
     }
 }
 
-/// Applies the defaults for `provider`, whose state lives under `dir`.
-pub async fn apply(
-    client: &Client,
-    provider: ProviderChoice,
-    dir: &Path,
-    registries: &[String],
-) -> anyhow::Result<()> {
+/// Applies the defaults.
+pub async fn apply(client: &Client, settings: &Settings<'_>) -> anyhow::Result<()> {
+    let provider = settings.provider;
     let objects = [
-        provider_config(provider, dir, registries),
+        provider_config(settings),
         json!({
             "apiVersion": "networking.datumapis.com/v1alpha", "kind": "Location",
             "metadata": {"name": LOCATION},

@@ -124,7 +124,12 @@ async fn print_status(client: &Client, args: &StatusArgs) -> anyhow::Result<()> 
                     .get(datum_api::networking::well_known::topology::CITY_CODE)
                     .cloned()
                     .unwrap_or_default(),
-                is_true(l.status.as_ref().map(|s| &s.conditions), "Ready").to_string(),
+                // Nothing may have judged the Location yet: `-`, not `false`.
+                l.status
+                    .iter()
+                    .flat_map(|s| &s.conditions)
+                    .find(|c| c.type_ == "Ready")
+                    .map_or_else(|| "-".to_owned(), |c| c.status.clone()),
             ]
         })
         .collect();

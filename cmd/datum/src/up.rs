@@ -30,6 +30,16 @@ pub struct UpArgs {
     /// `127.0.0.1:5000` (repeatable; loopback addresses only).
     #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
     insecure_registries: Vec<String>,
+    /// Where the controllers serve `/metrics`, `/healthz` and `/readyz`.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    metrics_address: std::net::SocketAddr,
+    /// Prefix of the network namespaces the local provider makes (tests give each run its
+    /// own, so they can clean up after themselves).
+    #[arg(long, default_value = "datum-", hide = true)]
+    netns_prefix: String,
+    /// Where the provider serves its own `/metrics`, `/healthz` and `/readyz`.
+    #[arg(long, default_value = "127.0.0.1:9465")]
+    provider_metrics_address: std::net::SocketAddr,
 }
 
 #[derive(clap::Args)]
@@ -154,18 +164,46 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             args.provider.key()
         ),
     );
-    defaults::apply(&client, args.provider, &dir, &args.insecure_registries)
+    let settings = defaults::Settings {
+        provider: args.provider,
+        dir: &dir,
+        registries: &args.insecure_registries,
+        netns_prefix: &args.netns_prefix,
+    };
+    defaults::apply(&client, &settings)
         .await
         .context(
             "if the Location `local` was made by a run with another --provider, delete it first (`kubectl delete location local`) or pass the same --provider",
         )?;
     let stop = CancellationToken::new();
+    let metrics = std::sync::Arc::new(datum_runtime::metrics::Metrics::new());
+    let health = std::sync::Arc::new(datum_runtime::health::Health::default());
+    let listener = datum_runtime::health::bind(args.metrics_address)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot serve metrics on {}; pass another --metrics-address",
+                args.metrics_address
+            )
+        })?;
+    let metrics_address = listener.local_addr()?;
+    tokio::spawn(datum_runtime::health::serve(
+        listener,
+        metrics.clone(),
+        health.clone(),
+        stop.clone(),
+    ));
+    health.set_ready(true);
     let controllers = tokio::spawn(datum_control::run(
         client.clone(),
-        datum_control::Settings::default(),
+        datum_control::Settings {
+            metrics,
+            ..datum_control::Settings::default()
+        },
         stop.clone().cancelled_owned(),
     ));
-    let options = datum_provider::Options::new(defaults::PROVIDER_CONFIG);
+    let mut options = datum_provider::Options::new(defaults::PROVIDER_CONFIG);
+    options.health_address = Some(args.provider_metrics_address);
     let provider = match args.provider {
         ProviderChoice::Local => tokio::spawn(datum_provider::run(
             datum_provider_local::LocalProvider {
@@ -187,9 +225,10 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     step(5, total, "ready");
     std::fs::write(pid_file(&dir), std::process::id().to_string())?;
     println!(
-        "Datum is up in {:.0?} (API server {}).\n\n  export KUBECONFIG={}\n  kubectl get locations,networks,workloads -A\n  datum deploy hello --image <image>\n  datum status\n\nLocation `{}` (city code {}) is served by the {} provider. Stop with Ctrl-C or `datum down`; state stays in {}.",
+        "Datum is up in {:.0?} (API server {}, metrics on http://{}/metrics).\n\n  export KUBECONFIG={}\n  kubectl get locations,networks,workloads -A\n  datum deploy hello --image <image>\n  datum status\n\nLocation `{}` (city code {}) is served by the {} provider. Stop with Ctrl-C or `datum down`; state stays in {}.",
         started.elapsed(),
         plane.server_url(),
+        metrics_address,
         plane.kubeconfig_path().display(),
         defaults::LOCATION,
         defaults::CITY_CODE,

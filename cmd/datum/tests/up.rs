@@ -3,6 +3,8 @@
 //! Workload placed on the default Location becomes Ready through the controllers and the
 //! sim provider that `datum up` runs.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::Path;
@@ -30,6 +32,13 @@ fn up(dir: &Path, port: u16, extra: &[&str]) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_datum"))
         .args(["up", "--port", &port.to_string(), "--data-dir"])
         .arg(dir)
+        // Tests run side by side: the metrics listeners take free ports.
+        .args([
+            "--metrics-address",
+            "127.0.0.1:0",
+            "--provider-metrics-address",
+            "127.0.0.1:0",
+        ])
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -282,13 +291,18 @@ fn wait_kubectl(dir: &Path, args: &[&str], what: &str, probe: impl Fn(&str) -> b
 /// `datum status` shows them; deleting everything leaves no container running.
 #[test]
 fn up_runs_the_seed_example_on_the_local_provider() {
-    let dir = std::env::temp_dir().join(format!("datum-up-local-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let leftovers = common::Leftovers::new("local");
+    let dir = leftovers.dir.clone();
     let registry = Registry::start(&dir.join("registry"));
     let mut running = up(
         &dir.join("home"),
         free_port(),
-        &["--insecure-registry", &registry.host],
+        &[
+            "--insecure-registry",
+            &registry.host,
+            "--netns-prefix",
+            &leftovers.netns_prefix,
+        ],
     );
     let home = dir.join("home");
     kubectl(&home, &["create", "namespace", "my-project"]);
@@ -430,5 +444,5 @@ fn up_runs_the_seed_example_on_the_local_provider() {
     );
     down(&home, &mut running);
     drop(registry);
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(leftovers);
 }
