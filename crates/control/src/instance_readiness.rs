@@ -67,8 +67,12 @@ fn error_policy(
     error: &InstanceReadinessError,
     context: Arc<Context>,
 ) -> Action {
-    warn!(instance = %instance.name_any(), error = %error, "deriving instance readiness failed");
-    Action::requeue(context.settings().retry)
+    if watch::is_conflict(error) {
+        debug!(instance = %instance.name_any(), %error, "instance changed meanwhile; retrying");
+    } else {
+        warn!(instance = %instance.name_any(), error = %error, "deriving instance readiness failed");
+    }
+    watch::retry_after(error, context.settings().retry)
 }
 
 /// One pass over an Instance: fetch (cached) → skip if deleting → set Ready.

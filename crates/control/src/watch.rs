@@ -78,3 +78,32 @@ where
         .map(|object| ObjectRef::from_obj(object.as_ref()))
         .collect()
 }
+
+/// Whether `error`, or one of its causes, is the API server's `409 Conflict`: another writer
+/// changed the object first. That is routine with several controllers writing one object's
+/// status, so it is retried soon and logged at debug level only.
+pub fn is_conflict(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(kube::Error::Api(status)) = e.downcast_ref::<kube::Error>()
+            && status.code == 409
+        {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+/// How long after a failed reconcile to try again: conflicts at once (the retry reads the
+/// newer object), anything else after `retry`.
+pub fn retry_after(
+    error: &(dyn std::error::Error + 'static),
+    retry: std::time::Duration,
+) -> kube::runtime::controller::Action {
+    if is_conflict(error) {
+        kube::runtime::controller::Action::requeue(std::time::Duration::from_millis(100))
+    } else {
+        kube::runtime::controller::Action::requeue(retry)
+    }
+}

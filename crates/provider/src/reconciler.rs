@@ -157,15 +157,38 @@ pub fn error_policy<P: Provider, K: ManagedKind>(
 ) -> Action {
     let uid = obj.meta().uid.clone().unwrap_or_default();
     let delay = ctx.backoff.next_delay(&uid);
-    tracing::info!(
-        controller = K::CONTROLLER,
-        namespace = obj.namespace().unwrap_or_default(),
-        name = obj.name_any(),
-        %error,
-        retry_in_ms = delay.as_millis() as u64,
-        "reconcile failed"
-    );
+    if is_conflict(error) {
+        // Another writer changed the object first: routine, and the retry reads the newer one.
+        tracing::debug!(
+            controller = K::CONTROLLER,
+            name = obj.name_any(),
+            "object changed meanwhile; retrying"
+        );
+    } else {
+        tracing::info!(
+            controller = K::CONTROLLER,
+            namespace = obj.namespace().unwrap_or_default(),
+            name = obj.name_any(),
+            %error,
+            retry_in_ms = delay.as_millis() as u64,
+            "reconcile failed"
+        );
+    }
     Action::requeue(delay)
+}
+
+/// Whether `error`, or a cause of it, is the API server's `409 Conflict`.
+fn is_conflict(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(kube::Error::Api(status)) = e.downcast_ref::<kube::Error>()
+            && status.code == 409
+        {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }
 
 /// One reconcile of one object.

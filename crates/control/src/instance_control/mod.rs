@@ -87,8 +87,12 @@ fn error_policy(
     error: &InstanceControlError,
     context: Arc<Context>,
 ) -> Action {
-    warn!(deployment = %deployment.name_any(), namespace = ?deployment.namespace(), error = %error, source = ?std::error::Error::source(error), "reconciling deployment failed");
-    Action::requeue(context.settings().retry)
+    if watch::is_conflict(error) {
+        debug!(deployment = %deployment.name_any(), %error, "deployment changed meanwhile; retrying");
+    } else {
+        warn!(deployment = %deployment.name_any(), namespace = ?deployment.namespace(), error = %error, source = ?std::error::Error::source(error), "reconciling deployment failed");
+    }
+    watch::retry_after(error, context.settings().retry)
 }
 
 /// One pass over a WorkloadDeployment, as a checklist.

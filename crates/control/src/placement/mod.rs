@@ -75,8 +75,12 @@ pub async fn run(context: Context, shutdown: impl Future<Output = ()> + Send + S
 }
 
 fn error_policy(workload: Arc<Workload>, error: &PlacementError, context: Arc<Context>) -> Action {
-    warn!(workload = %workload.name_any(), namespace = ?workload.namespace(), error = %error, source = ?std::error::Error::source(error), "reconciling workload failed");
-    Action::requeue(context.settings().retry)
+    if watch::is_conflict(error) {
+        debug!(workload = %workload.name_any(), %error, "workload changed meanwhile; retrying");
+    } else {
+        warn!(workload = %workload.name_any(), namespace = ?workload.namespace(), error = %error, source = ?std::error::Error::source(error), "reconciling workload failed");
+    }
+    watch::retry_after(error, context.settings().retry)
 }
 
 /// One pass over a Workload, as a checklist.

@@ -75,8 +75,12 @@ fn error_policy(
     error: &ShortFormError,
     context: Arc<Context>,
 ) -> Action {
-    warn!(workload = %workload.name_any(), namespace = ?workload.namespace(), error = %error, source = ?std::error::Error::source(error), "reconciling short-form workload failed");
-    Action::requeue(context.settings().retry)
+    if watch::is_conflict(error) {
+        debug!(workload = %workload.name_any(), %error, "short-form workload changed meanwhile; retrying");
+    } else {
+        warn!(workload = %workload.name_any(), namespace = ?workload.namespace(), error = %error, source = ?std::error::Error::source(error), "reconciling short-form workload failed");
+    }
+    watch::retry_after(error, context.settings().retry)
 }
 
 /// One pass over a short-form Workload, as a checklist.
