@@ -16,8 +16,9 @@ use tokio::time::Instant;
 
 use crate::http::Transport;
 
-/// The scope the provider asks for.
-pub const SCOPE: &str = "https://www.googleapis.com/auth/compute";
+/// The scope the provider asks for: Compute Engine and Secret Manager (IAM decides what
+/// the service account may actually do).
+pub const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 
 /// Failures to read a key or get a token. Messages never contain key material or tokens.
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,9 @@
 //! backend builds aws-lc-rs from C — minutes and gigabytes per build on our shared 2-core
 //! machines, for the dozen endpoints used here. The official crates can take an endpoint
 //! override, so this is a cost decision, not a capability one; the wire format is the same
-//! either way and the fake (crate `datum-gcp-fake`) serves it.
+//! either way and the fake (crate `datum-gcp-fake`) serves it. The same holds for the few
+//! Secret Manager calls (`secretmanager.googleapis.com/v1`), which deliver configMap and
+//! secret volumes without putting a value in instance metadata.
 //!
 //! | module | what it holds |
 //! |---|---|
@@ -18,6 +20,12 @@
 //! | [`operations`] | polling zone / region / global operations to `DONE` |
 //! | [`location`] | where a resource goes: project, region, zone from the Location |
 //! | [`cloud_init`] | the `user-data` of VMs and of Container-Optimized OS sandbox hosts |
+//! | [`ssh_keys`] | the `compute.datumapis.com/ssh-keys` annotation → `ssh-keys` metadata |
+//! | [`volumes`] | configMap and secret volumes, read for delivery through Secret Manager |
+//! | [`secret_manager`] | the Secret Manager calls: secrets, versions, accessor grants |
+//!
+//! How to run it against real GCP — credentials, IAM permissions, a worked example — is
+//! in `docs/providers/gcp.md`.
 
 pub mod auth;
 pub mod cloud_init;
@@ -26,5 +34,8 @@ pub mod http;
 pub mod location;
 pub mod operations;
 pub mod provider;
+pub mod secret_manager;
+pub mod ssh_keys;
+pub mod volumes;
 
 pub use provider::GcpProvider;

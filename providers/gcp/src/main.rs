@@ -14,6 +14,13 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    datum_provider::cli::serve(GcpProvider::default(), Args::parse().run).await?;
+    let args = Args::parse();
+    // The control plane, for the ConfigMaps and Secrets of configMap/secret volumes.
+    let kube = kube::Client::try_default().await.ok();
+    let provider = GcpProvider {
+        kube,
+        ..GcpProvider::default()
+    };
+    datum_provider::cli::serve(provider, args.run).await?;
     Ok(())
 }

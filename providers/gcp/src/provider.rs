@@ -3,6 +3,9 @@
 //! key from the Secret the config names and fetches a first token, so a wrong key or an
 //! unreachable token endpoint shows as `ProviderConfigInvalid` before any resource is
 //! touched.
+//!
+//! Secret Manager is reached at `https://secretmanager.googleapis.com`, or at the
+//! ProviderConfig's `endpoint` when that is overridden (a fake serves both APIs).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +19,7 @@ use crate::compute::{Compute, Settings};
 use crate::http::Transport;
 
 /// The GCP provider.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct GcpProvider {
     /// First delay between operation polls.
     pub poll_interval: Duration,
@@ -24,6 +27,9 @@ pub struct GcpProvider {
     pub operation_timeout: Duration,
     /// Timeout of one HTTP request.
     pub request_timeout: Duration,
+    /// The control plane, for the ConfigMaps and Secrets that configMap/secret volumes
+    /// deliver (through Secret Manager). Without it such volumes are refused.
+    pub kube: Option<kube::Client>,
 }
 
 impl Default for GcpProvider {
@@ -32,7 +38,19 @@ impl Default for GcpProvider {
             poll_interval: Duration::from_millis(500),
             operation_timeout: Duration::from_secs(300),
             request_timeout: Duration::from_secs(30),
+            kube: None,
         }
+    }
+}
+
+impl std::fmt::Debug for GcpProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GcpProvider")
+            .field("poll_interval", &self.poll_interval)
+            .field("operation_timeout", &self.operation_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("kube", &self.kube.is_some())
+            .finish()
     }
 }
 
@@ -81,11 +99,15 @@ impl Provider for GcpProvider {
             burst: u32::try_from(spec.rate_limit.burst.max(1)).unwrap_or(1),
             poll_interval: self.poll_interval,
             operation_timeout: self.operation_timeout,
+            secret_manager_endpoint: spec
+                .endpoint
+                .clone()
+                .unwrap_or_else(|| "https://secretmanager.googleapis.com".to_owned()),
         };
         let endpoint = spec
             .endpoint
             .as_deref()
             .unwrap_or("https://compute.googleapis.com");
-        Ok(Compute::new(transport, tokens, endpoint, settings))
+        Ok(Compute::new(transport, tokens, endpoint, settings).with_kube(self.kube.clone()))
     }
 }

@@ -396,3 +396,218 @@ async fn calls_to_one_project_share_its_rate_limit() {
         start.elapsed()
     );
 }
+
+fn vm_spec(data_size: &str) -> InstanceSpec {
+    serde_json::from_value(json!({
+        "runtime": {
+            "resources": { "instanceType": "datumcloud/d1-standard-2" },
+            "virtualMachine": { "volumeAttachments": [{ "name": "boot" }, { "name": "data" }] },
+        },
+        "volumes": [
+            { "name": "boot", "disk": { "template": { "spec": {
+                "type": "pd-ssd", "resources": { "requests": { "storage": "20Gi" } },
+                "populator": { "image": { "name": "datumcloud/ubuntu-2204-lts" } } } } } },
+            { "name": "data", "disk": { "template": { "spec": {
+                "type": "pd-balanced", "resources": { "requests": { "storage": data_size } } } } } },
+        ],
+        "networkInterfaces": [{ "network": { "name": "default" } }],
+        "location": { "name": "loc" },
+        "controller": { "templateHash": "abc123" },
+    }))
+    .expect("a spec")
+}
+
+fn with_annotations<'a>(
+    spec: &'a InstanceSpec,
+    settings: &'a serde_json::Value,
+    uid: &'a str,
+    annotations: &'a std::collections::BTreeMap<String, String>,
+) -> ExternalResource<'a, Instance> {
+    ExternalResource {
+        annotations,
+        ..named(spec, settings, uid, uid)
+    }
+}
+
+fn metadata_item(instance: &serde_json::Value, key: &str) -> Option<String> {
+    instance["metadata"]["items"]
+        .as_array()?
+        .iter()
+        .find(|i| i["key"] == key)?["value"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+fn templates(fake: &Fake) -> Vec<String> {
+    fake.names()
+        .into_iter()
+        .filter(|n| n.starts_with("datum-t-"))
+        .collect()
+}
+
+#[tokio::test]
+async fn vm_instances_share_a_template_with_ssh_keys_disks_and_user_data_and_it_goes_when_unused() {
+    let fake = Fake::start(1).await;
+    let compute = common::connect(&fake.healthy).await;
+    let settings = common::location_settings();
+    let spec = vm_spec("100Gi");
+    let key = "myuser:ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAqyjfr0gTk1lxqA/eEac0djYWuw+ZLFphPHmfWwxbO5 me@example.com";
+    let annotations: std::collections::BTreeMap<String, String> = [(
+        "compute.datumapis.com/ssh-keys".to_owned(),
+        format!("{key}\n"),
+    )]
+    .into();
+    let a = with_annotations(&spec, &settings, "v1", &annotations);
+    let b = with_annotations(&spec, &settings, "v2", &annotations);
+    let id_a = compute.create(&a).await.expect("created");
+    let id_b = compute.create(&b).await.expect("created");
+    let instance = fake
+        .fake
+        .with_compute(|c| c.resource(&id_a))
+        .expect("exists");
+
+    // One template for the revision, and the instance made from it.
+    assert_eq!(templates(&fake).len(), 1, "{:?}", fake.names());
+    let template = templates(&fake).remove(0);
+    assert_eq!(instance["labels"]["datum-template"], template.as_str());
+    assert!(
+        metadata_item(&instance, "instance-template").is_some_and(|t| t.ends_with(&template)),
+        "{instance}"
+    );
+    let stored = fake
+        .fake
+        .with_compute(|c| {
+            c.resource(&format!(
+                "projects/{PROJECT}/global/instanceTemplates/{template}"
+            ))
+        })
+        .expect("the template");
+    assert_eq!(stored["properties"]["machineType"], "n2-standard-2");
+
+    // What the issue asks of a VM: machine type, boot image, disk tiers, ssh keys,
+    // user-data, the IPAM address, labels back to the Datum object.
+    assert_eq!(
+        instance["machineType"],
+        "zones/us-central1-a/machineTypes/n2-standard-2"
+    );
+    assert_eq!(
+        instance["disks"][0]["initializeParams"]["sourceImage"],
+        "projects/ubuntu-os-cloud/global/images/ubuntu-2204-jammy-v20240927"
+    );
+    assert_eq!(
+        instance["disks"][0]["initializeParams"]["diskType"],
+        "zones/us-central1-a/diskTypes/pd-ssd"
+    );
+    assert_eq!(instance["disks"][1]["boot"], false);
+    assert_eq!(
+        instance["disks"][1]["initializeParams"]["diskType"],
+        "zones/us-central1-a/diskTypes/pd-balanced"
+    );
+    assert_eq!(
+        instance["disks"][1]["initializeParams"]["diskSizeGb"],
+        "100"
+    );
+    assert_eq!(metadata_item(&instance, "ssh-keys").as_deref(), Some(key));
+    assert!(
+        metadata_item(&instance, "user-data").is_some_and(|u| u.starts_with("#cloud-config\n")),
+        "{instance}"
+    );
+    assert_eq!(instance["networkInterfaces"][0]["networkIP"], "10.128.0.42");
+    assert_eq!(instance["labels"]["datum-uid"], "v1");
+    assert_eq!(instance["labels"]["datum-namespace"], "ns");
+    assert_eq!(instance["tags"]["items"][0], "datum-v1");
+    assert!(
+        stored["properties"]["networkInterfaces"][0]["networkIP"].is_null(),
+        "addresses are the instance's own, not the template's"
+    );
+
+    // A new revision (a bigger data disk) gets its own template; the old one stays while
+    // an instance still names it and goes with the last one.
+    let resized = vm_spec("200Gi");
+    let a2 = with_annotations(&resized, &settings, "v1", &annotations);
+    assert!(matches!(
+        compute.observe(&a2).await,
+        Ok(Observation::Exists {
+            up_to_date: false,
+            ..
+        })
+    ));
+    ExternalClient::<Instance>::update(&compute, &id_a, &a2)
+        .await
+        .expect("updated");
+    assert_eq!(templates(&fake).len(), 2, "v2 still uses the old template");
+    let b2 = with_annotations(&resized, &settings, "v2", &annotations);
+    ExternalClient::<Instance>::update(&compute, &id_b, &b2)
+        .await
+        .expect("updated");
+    assert_eq!(
+        templates(&fake).len(),
+        1,
+        "the unused template is collected"
+    );
+    assert!(matches!(
+        compute.observe(&b2).await,
+        Ok(Observation::Exists {
+            up_to_date: true,
+            ..
+        })
+    ));
+
+    ExternalClient::<Instance>::delete(&compute, &id_a, &a2)
+        .await
+        .expect("deleted");
+    assert_eq!(templates(&fake).len(), 1, "v2 still uses it");
+    ExternalClient::<Instance>::delete(&compute, &id_b, &b2)
+        .await
+        .expect("deleted");
+    assert_eq!(
+        fake.names(),
+        vec!["default".to_owned()],
+        "only the project's own network is left"
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_ssh_key_is_refused_with_its_line() {
+    let fake = Fake::start(1).await;
+    let compute = common::connect(&fake.healthy).await;
+    let settings = common::location_settings();
+    let spec = vm_spec("10Gi");
+    let annotations: std::collections::BTreeMap<String, String> = [(
+        "compute.datumapis.com/ssh-keys".to_owned(),
+        "ops:ssh-ed25519 AAAAC3Nz\nssh-rsa AAAAB3 no-user".to_owned(),
+    )]
+    .into();
+    let error = compute
+        .create(&with_annotations(&spec, &settings, "v3", &annotations))
+        .await
+        .expect_err("refused");
+    assert_eq!(error.reason, "InvalidSpec");
+    assert!(error.message.contains("line 2"), "{}", error.message);
+    assert!(!fake.names().iter().any(|n| n.contains("v3")));
+}
+
+#[tokio::test]
+async fn a_crash_between_insert_and_record_leaves_exactly_one_instance() {
+    let fake = Fake::start(1).await;
+    let settings = common::location_settings();
+    let spec = vm_spec("10Gi");
+    let r = resource::<Instance>(&spec, &settings, "c9");
+    // The insert takes effect and the answer never comes: the provider "crashes" there.
+    let hanging = common::connect(&fake.hanging).await;
+    let error = hanging
+        .create(&r)
+        .await
+        .expect_err("no answer before the request timeout");
+    assert!(error.message.contains("timed out"), "{error:?}");
+    // After a restart nothing was recorded; observe finds the instance by its name, and a
+    // create anyway (the worst case) adopts it on 409.
+    let restarted = common::connect(&fake.healthy).await;
+    assert!(matches!(
+        restarted.observe(&r).await,
+        Ok(Observation::Exists { .. })
+    ));
+    restarted.create(&r).await.expect("adopted");
+    let instances = fake.names().into_iter().filter(|n| n == "datum-c9").count();
+    assert_eq!(instances, 1);
+}

@@ -1,7 +1,7 @@
 //! The Compute Engine resources the fake keeps and the REST endpoints over them:
-//! insert / get / delete / list of instances (zonal), networks and firewalls (global) and
-//! subnetworks (regional), `setMetadata` and `setLabels` on instances (fingerprint-checked)
-//! and `reset`,
+//! insert / get / delete / list of instances (zonal), networks, firewalls and instance
+//! templates (global) and subnetworks (regional), `setMetadata` and `setLabels` on instances
+//! (fingerprint-checked) and `reset`, `GET projects/<p>` (its `defaultServiceAccount`),
 //! and zone / region / global operations that go `PENDING` → `RUNNING` → `DONE` as they
 //! are polled.
 //!
@@ -10,6 +10,13 @@
 //! `404 notFound`; a subnetwork needs its network; a network in use by a subnetwork,
 //! instance or firewall cannot be deleted (`400 resourceInUseByAnotherResource`); a stale
 //! fingerprint is `412 conditionNotMet`. Effects apply when the operation is created.
+//!
+//! Instance templates: `instances.insert?sourceInstanceTemplate=<template>` starts from the
+//! template's `properties` and lets the request body override them field by field, as
+//! Compute Engine documents; a missing template is `404 notFound`. The created instance
+//! records its template in the `instance-template` metadata item. As in Compute Engine, an
+//! instance template can be deleted while instances made from it exist (only a managed
+//! instance group, which this fake does not model, holds one in use).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -57,7 +64,10 @@ impl Target {
             (scope.split('/').next(), kind),
             (Some("zones"), "instances" | "operations")
                 | (Some("regions"), "subnetworks" | "operations")
-                | (Some("global"), "networks" | "firewalls" | "operations")
+                | (
+                    Some("global"),
+                    "networks" | "firewalls" | "instanceTemplates" | "operations"
+                )
         );
         allowed.then(|| Self {
             collection: format!("{project}/{scope}/{kind}"),
@@ -76,6 +86,9 @@ impl Target {
         }
     }
 }
+
+/// The `defaultServiceAccount` of every fake project.
+pub const DEFAULT_SERVICE_ACCOUNT: &str = "123456789012-compute@developer.gserviceaccount.com";
 
 /// An answer: HTTP status and JSON body.
 pub type Reply = (u16, Value);
@@ -121,6 +134,28 @@ impl Compute {
         body["id"] = json!(self.next_id.to_string());
         body["selfLink"] = json!(format!("{}{path}", self.link_prefix));
         self.resources.insert(path.to_owned(), body);
+    }
+
+    /// `GET projects/<p>`: the project, with the service account VMs run as by default.
+    pub fn project(&self, path: &str) -> Reply {
+        match path
+            .trim_matches('/')
+            .split('/')
+            .collect::<Vec<_>>()
+            .as_slice()
+        {
+            ["projects", p] => (
+                200,
+                json!({
+                    "kind": "compute#project",
+                    "name": p,
+                    "id": "123456789012",
+                    "selfLink": format!("{}projects/{p}", self.link_prefix),
+                    "defaultServiceAccount": DEFAULT_SERVICE_ACCOUNT,
+                }),
+            ),
+            _ => errors::not_found(path),
+        }
     }
 
     /// Answers one API call; `operation_error` fails the operation of an insert.
@@ -203,6 +238,14 @@ impl Compute {
         let Some(mut body) = body.filter(Value::is_object) else {
             return errors::invalid("Required field 'resource' not specified");
         };
+        if target.kind == "instances"
+            && let Some(template) = query.get("sourceInstanceTemplate")
+        {
+            match self.instance_from_template(target, template, body) {
+                Ok(merged) => body = merged,
+                Err(reply) => return reply,
+            }
+        }
         let Some(name) = body["name"].as_str().map(str::to_owned) else {
             return errors::invalid("Required field 'resource.name' not specified");
         };
@@ -261,22 +304,34 @@ impl Compute {
         let Some(resource) = self.resources.get(&path) else {
             return errors::not_found(&path);
         };
-        if target.kind == "networks" {
+        if matches!(target.kind.as_str(), "networks" | "subnetworks") {
             let link = resource["selfLink"].clone();
+            let field = if target.kind == "networks" {
+                "network"
+            } else {
+                "subnetwork"
+            };
             let in_use = self.resources.values().any(|r| {
-                r["network"] == link
-                    || r["networkInterfaces"]
-                        .as_array()
-                        .is_some_and(|n| n.iter().any(|i| i["network"] == link))
+                r[field] == link
+                    || [
+                        &r["networkInterfaces"],
+                        &r["properties"]["networkInterfaces"],
+                    ]
+                    .iter()
+                    .any(|n| {
+                        n.as_array()
+                            .is_some_and(|n| n.iter().any(|i| i[field] == link))
+                    })
             });
             if in_use {
+                let kind = singular(&target.kind);
                 return (
                     400,
                     errors::body(
                         400,
                         "resourceInUseByAnotherResource",
                         &format!(
-                            "The network resource '{path}' is already being used by another resource"
+                            "The {kind} resource '{path}' is already being used by another resource"
                         ),
                     ),
                 );
@@ -346,6 +401,49 @@ impl Compute {
         self.operation(target, verb, &path, &id, None)
     }
 
+    /// An instance body from template `link` overridden by `body`, zonal references
+    /// expanded for the target zone.
+    fn instance_from_template(
+        &self,
+        target: &Target,
+        link: &str,
+        body: Value,
+    ) -> Result<Value, Reply> {
+        let path = self.path_of(link, &target.project);
+        let Some(template) = self.resources.get(&path) else {
+            return Err(errors::not_found(&path));
+        };
+        let mut merged = template["properties"].clone();
+        if !merged.is_object() {
+            merged = json!({});
+        }
+        if let Some(fields) = body.as_object() {
+            for (key, value) in fields {
+                merged[key.as_str()] = value.clone();
+            }
+        }
+        let zone = target.scope.clone();
+        if let Some(machine) = merged["machineType"].as_str().filter(|m| !m.contains('/')) {
+            merged["machineType"] = json!(format!("{zone}/machineTypes/{machine}"));
+        }
+        for disk in merged["disks"].as_array_mut().into_iter().flatten() {
+            if let Some(kind) = disk["initializeParams"]["diskType"]
+                .as_str()
+                .filter(|d| !d.contains('/'))
+            {
+                disk["initializeParams"]["diskType"] = json!(format!("{zone}/diskTypes/{kind}"));
+            }
+        }
+        let mut items = merged["metadata"]["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        items.retain(|i| i["key"] != "instance-template");
+        items.push(json!({ "key": "instance-template", "value": template["selfLink"] }));
+        merged["metadata"]["items"] = json!(items);
+        Ok(merged)
+    }
+
     /// References a new resource makes must exist (the network of a subnetwork, firewall
     /// or instance interface; the subnetwork of an interface).
     fn check_references(&self, target: &Target, body: &Value) -> Result<(), Reply> {
@@ -353,7 +451,10 @@ impl Compute {
         if let Some(network) = body["network"].as_str() {
             links.push(network);
         }
-        for nic in body["networkInterfaces"].as_array().into_iter().flatten() {
+        let nics = body["networkInterfaces"]
+            .as_array()
+            .or_else(|| body["properties"]["networkInterfaces"].as_array());
+        for nic in nics.into_iter().flatten() {
             links.extend(nic["network"].as_str());
             links.extend(nic["subnetwork"].as_str());
         }
@@ -488,6 +589,7 @@ fn singular(kind: &str) -> &str {
         "networks" => "network",
         "subnetworks" => "subnetwork",
         "firewalls" => "firewall",
+        "instanceTemplates" => "instanceTemplate",
         _ => "operation",
     }
 }

@@ -32,6 +32,15 @@ pub fn invalid(message: &str) -> (u16, Value) {
     (400, body(400, "invalid", message))
 }
 
+/// A `google.rpc.Status` error as the newer APIs (Secret Manager) return it:
+/// `{"error": {"code", "message", "status"}}`, without `errors[]`.
+pub fn rpc(code: u16, message: &str) -> (u16, Value) {
+    (
+        code,
+        json!({ "error": { "code": code, "message": message, "status": status_name(code) } }),
+    )
+}
+
 fn status_name(code: u16) -> &'static str {
     match code {
         400 => "INVALID_ARGUMENT",

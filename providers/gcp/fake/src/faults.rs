@@ -82,7 +82,9 @@ impl Faults {
         self.with(|s| s.fail_all = error);
     }
 
-    /// Inserts take effect, then the response is never sent.
+    /// Inserts of instances, networks and subnetworks take effect, then the response is
+    /// never sent (helpers inserted before them — instance templates, firewall rules —
+    /// answer normally).
     pub fn hang_after_insert(&self, hang: bool) {
         self.with(|s| s.hang_after_insert = hang);
     }

@@ -1,5 +1,6 @@
-//! A local fake of the Compute Engine REST API (`/compute/v1/...`) and Google's OAuth2
-//! token endpoint (`/token`), listening on 127.0.0.1 only, for the GCP provider's tests.
+//! A local fake of the Compute Engine REST API (`/compute/v1/...`), the Secret Manager
+//! subset the provider uses (`/v1/projects/<p>/secrets...`) and Google's OAuth2 token
+//! endpoint (`/token`), listening on 127.0.0.1 only, for the GCP provider's tests.
 //!
 //! One [`FakeCompute`] holds the resources; each [`FakeCompute::listen`] opens another
 //! listener over the same resources with its own [`Faults`], so ProviderConfigs pointing at
@@ -8,15 +9,20 @@
 //! | module | what it holds |
 //! |---|---|
 //! | [`compute`] | resources, operations, request IDs, the REST semantics |
+//! | [`secret_manager`] | secrets, versions, IAM policies |
 //! | [`token`] | the JWT-bearer token endpoint |
 //! | [`faults`] | injectable errors and hangs |
 //! | [`errors`] | Google's JSON error bodies |
 //!
-//! Every compute call needs `Authorization: Bearer <token>` with a token this fake issued.
+//! A metadata server (`/computeMetadata/v1/`, see [`FakeCompute::serve_metadata_of`])
+//! answers as one chosen instance would see it, so a test can run a VM's boot script.
+//!
+//! Every compute and Secret Manager call needs `Authorization: Bearer <token>` with a token this fake issued.
 
 pub mod compute;
 pub mod errors;
 pub mod faults;
+pub mod secret_manager;
 pub mod token;
 
 use std::collections::{HashMap, HashSet};
@@ -35,6 +41,7 @@ use tokio::net::TcpListener;
 
 pub use compute::Compute;
 pub use faults::{Faults, InjectedError};
+pub use secret_manager::SecretManager;
 
 /// Starting the fake failed.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +54,12 @@ pub enum Error {
 #[derive(Debug, Default)]
 struct Shared {
     compute: Compute,
+    secrets: SecretManager,
     tokens: HashSet<String>,
+    /// Tokens the metadata server gave "the VM": the default service account's.
+    vm_tokens: HashSet<String>,
+    /// The instance the metadata server answers for (a path below `/compute/v1/`).
+    metadata_instance: Option<String>,
     trusted_keys: Vec<Vec<u8>>,
     issued: u64,
 }
@@ -85,6 +97,19 @@ impl FakeCompute {
     /// Reads or changes the resources.
     pub fn with_compute<T>(&self, f: impl FnOnce(&mut Compute) -> T) -> T {
         self.with(|s| f(&mut s.compute))
+    }
+
+    /// Reads or changes the secrets.
+    pub fn with_secrets<T>(&self, f: impl FnOnce(&mut SecretManager) -> T) -> T {
+        self.with(|s| f(&mut s.secrets))
+    }
+
+    /// Makes the metadata server (`/computeMetadata/v1/`) answer as if it ran on the
+    /// instance at `path`: its metadata items under `instance/attributes/<key>` and tokens
+    /// of the project's default service account under
+    /// `instance/service-accounts/default/token` — what a boot script on that VM sees.
+    pub fn serve_metadata_of(&self, path: &str) {
+        self.with(|s| s.metadata_instance = Some(path.trim_matches('/').to_owned()));
     }
 
     /// Opens a listener on 127.0.0.1 with fresh faults.
@@ -154,25 +179,56 @@ impl FakeCompute {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
 
+        let flavor = parts
+            .headers
+            .get("metadata-flavor")
+            .and_then(|v| v.to_str().ok())
+            == Some("Google");
+        if let Some(key) = path.strip_prefix("/computeMetadata/v1/") {
+            let (status, text) = if flavor {
+                self.metadata(key)
+            } else {
+                (403, "Missing Metadata-Flavor:Google header.".to_owned())
+            };
+            let mut response = Response::new(Full::new(Bytes::from(text)));
+            *response.status_mut() =
+                hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::NOT_FOUND);
+            return Ok(response);
+        }
         let (status, reply) = if path == "/token" && method == "POST" {
             self.issue_token(&String::from_utf8_lossy(&bytes), token_uri)
-        } else if let Some(api_path) = path.strip_prefix("/compute/v1/") {
+        } else if path.starts_with("/compute/v1/") || path.starts_with("/v1/") {
             let token = authorization
                 .as_deref()
                 .and_then(|a| a.strip_prefix("Bearer "))
                 .unwrap_or_default();
-            if !self.with(|s| s.tokens.contains(token)) {
+            let body = serde_json::from_slice::<Value>(&bytes).ok();
+            let vm = self.with(|s| s.vm_tokens.contains(token));
+            if !vm && !self.with(|s| s.tokens.contains(token)) {
                 token::unauthenticated()
+            } else if vm && !path.starts_with("/v1/") {
+                (
+                    403,
+                    errors::body(
+                        403,
+                        "forbidden",
+                        "The VM's service account has no Compute Engine role here",
+                    ),
+                )
             } else if let Some(error) = faults.request_error(&method, &path) {
                 (
                     error.code,
                     errors::body(error.code, &error.reason, &error.message),
                 )
+            } else if let Some(api_path) = path.strip_prefix("/v1/") {
+                let caller = vm.then_some(compute::DEFAULT_SERVICE_ACCOUNT);
+                self.with(|s| s.secrets.handle(&method, api_path, &query, body, caller))
             } else {
+                let api_path = path.trim_start_matches("/compute/v1/");
                 match compute::Target::parse(api_path) {
+                    None if method == "GET" => self.with(|s| s.compute.project(api_path)),
                     None => errors::not_found(api_path),
                     Some(target) => {
-                        let body = serde_json::from_slice::<Value>(&bytes).ok();
                         let is_insert = method == "POST"
                             && target.name.is_none()
                             && target.kind != "operations";
@@ -183,7 +239,13 @@ impl FakeCompute {
                         };
                         let reply = self
                             .with(|s| s.compute.handle(&method, &target, &query, body, op_error));
-                        if is_insert && reply.0 == 200 && faults.hangs_after_insert() {
+                        // The resources a Datum object records the ID of; the helpers
+                        // made before them (templates, firewall rules) answer normally.
+                        let recorded = matches!(
+                            target.kind.as_str(),
+                            "instances" | "networks" | "subnetworks"
+                        );
+                        if is_insert && recorded && reply.0 == 200 && faults.hangs_after_insert() {
                             std::future::pending::<()>().await;
                         }
                         reply
@@ -202,6 +264,38 @@ impl FakeCompute {
             hyper::header::HeaderValue::from_static("application/json; charset=UTF-8"),
         );
         Ok(response)
+    }
+
+    fn metadata(&self, key: &str) -> (u16, String) {
+        self.with(|s| {
+            let Some(instance) = s
+                .metadata_instance
+                .as_ref()
+                .and_then(|p| s.compute.resource(p))
+            else {
+                return (404, "no instance".to_owned());
+            };
+            if key == "instance/service-accounts/default/token" {
+                s.issued += 1;
+                let token = format!("ya29.fake-vm-{}", s.issued);
+                s.vm_tokens.insert(token.clone());
+                let reply =
+                    json!({ "access_token": token, "expires_in": 3599, "token_type": "Bearer" });
+                return (200, reply.to_string());
+            }
+            let value = key.strip_prefix("instance/attributes/").and_then(|name| {
+                instance["metadata"]["items"]
+                    .as_array()?
+                    .iter()
+                    .find(|i| i["key"] == name)?["value"]
+                    .as_str()
+                    .map(str::to_owned)
+            });
+            match value {
+                Some(v) => (200, v),
+                None => (404, format!("{key} not found")),
+            }
+        })
     }
 
     fn issue_token(&self, form: &str, token_uri: &str) -> (u16, Value) {

@@ -1,19 +1,28 @@
-//! Instance → Compute instance `datum-<uid>` in the Location's zone.
+//! Instance → Compute instance `datum-<uid>` in the Location's zone, inserted from the
+//! instance template of its WorkloadDeployment revision ([`super::instance_templates`]).
 //!
+//! The template carries what every Instance of the revision shares:
 //! - machine type from `machineTypeMap[spec.runtime.resources.instanceType]`;
 //! - disks: the boot disk from the volume whose disk is populated from an image
-//!   (`imageMap`), extra disks blank with their disk type and size; a sandbox boots the COS
-//!   image `datumcloud/cos-stable-117-18613-0-79` from `imageMap`;
-//! - metadata `user-data` from [`crate::cloud_init`];
-//! - one NIC per interface, with the IPAM-allocated `networkIP`: the VPC of the interface's NetworkContext
+//!   (`imageMap`), extra disks blank with their disk type (storage tier) and size; a
+//!   sandbox boots the COS image `datumcloud/cos-stable-117-18613-0-79` from `imageMap`;
+//! - metadata: `user-data` from [`crate::cloud_init`], `ssh-keys` from the
+//!   `compute.datumapis.com/ssh-keys` annotation ([`crate::ssh_keys`]), and `datum-volumes`
+//!   naming the Secret Manager secrets of configMap/secret volumes ([`crate::volumes`]) —
+//!   never a value; with such volumes, the project's default service account with the
+//!   `cloud-platform` scope, granted read access to exactly those secrets;
+//! - one NIC per interface: the VPC of the interface's NetworkContext
 //!   (`<network>-<location>`) and its subnetwork in the region; else a project network of
-//!   the interface's network name (a project's `default`);
-//! - network tag `datum-<uid>` (firewall target), labels linking back to the Datum object
-//!   and a `datum-spec-hash` label that says whether the instance is up to date.
+//!   the interface's network name (a project's `default`).
+//!
+//! The insert request adds what is the Instance's own: name, the IPAM-allocated `networkIP`
+//! of each NIC, network tag `datum-<uid>` (firewall target), labels linking back to the
+//! Datum object, `datum-template`, and `datum-spec-hash`, which says whether the instance is
+//! up to date.
 //!
 //! Update rewrites metadata and labels (fingerprint-checked) and resets the instance when
-//! its `user-data` changed, since cloud-init reads it at boot; machine type and disks are
-//! fixed at create.
+//! its boot configuration (`user-data`, `datum-volumes`, a volume's content) changed, since
+//! it is read at boot; machine type, disks and NICs are fixed at create.
 
 use datum_api::compute::{Instance, InstanceSpec};
 use datum_api::networking::names;
@@ -24,8 +33,11 @@ use datum_provider::{
 use serde_json::{Value, json};
 
 use crate::cloud_init;
+use crate::compute::instance_templates::{self, LABEL};
 use crate::compute::{Compute, firewalls, label_value, spec_hash};
 use crate::location::Placement;
+use crate::{ssh_keys, volumes};
+use datum_api::compute::annotations::SSH_KEYS;
 
 /// The image key sandboxes boot.
 pub const COS_IMAGE: &str = "datumcloud/cos-stable-117-18613-0-79";
@@ -60,7 +72,7 @@ fn gib(quantity: &str) -> Option<i64> {
     }
 }
 
-/// What the instance body is built from, besides the spec.
+/// Who an instance is, besides its spec.
 pub struct Target<'a> {
     /// Placement.
     pub project: &'a str,
@@ -76,12 +88,45 @@ pub struct Target<'a> {
     pub uid: &'a str,
 }
 
+/// What an Instance becomes.
+#[derive(Debug)]
+pub struct Desired {
+    /// The template's name.
+    pub template: String,
+    /// The template's properties.
+    pub properties: Value,
+    /// The `instances.insert` body, overriding the template.
+    pub instance: Value,
+    /// configMap/secret volumes to store in Secret Manager (values; never logged).
+    pub deliveries: Vec<volumes::Delivery>,
+    /// The service account the VM runs as, when it has such volumes.
+    pub service_account: Option<String>,
+}
+
+/// The hash in the `datum-spec-hash` label: the spec and the ssh keys.
+fn desired_hash(r: &ExternalResource<'_, Instance>) -> String {
+    let keys = r.annotations.get(SSH_KEYS);
+    spec_hash(&json!([
+        serde_json::to_value(r.spec).unwrap_or_default(),
+        keys
+    ]))
+}
+
+fn metadata_value<'v>(metadata: &'v Value, key: &str) -> Option<&'v Value> {
+    metadata["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|i| i["key"] == key))
+        .map(|i| &i["value"])
+}
+
 impl Compute {
-    /// The metadata, labels and disks of `spec` (no NICs).
-    pub fn instance_body(
+    /// The template properties of `spec` without NICs and volume references: machine type,
+    /// disks, `user-data`, `ssh-keys`.
+    pub fn template_properties(
         &self,
-        t: &Target<'_>,
         spec: &InstanceSpec,
+        ssh_keys: Option<&str>,
+        volume_names: &[String],
     ) -> Result<Value, PlatformError> {
         let instance_type = spec
             .runtime
@@ -105,16 +150,15 @@ impl Compute {
                 ))
             })
         };
-        let zone = t.zone;
         let mut disks = Vec::new();
         let user_data = if let Some(sandbox) = &spec.runtime.sandbox {
             disks.push(json!({
                 "boot": true, "autoDelete": true, "deviceName": "datum-boot",
-                "initializeParams": { "sourceImage": image(COS_IMAGE)?, "diskType": format!("zones/{zone}/diskTypes/pd-standard") },
+                "initializeParams": { "sourceImage": image(COS_IMAGE)?, "diskType": "pd-standard" },
             }));
-            cloud_init::sandbox(sandbox)
+            cloud_init::sandbox(sandbox, volume_names)
         } else {
-            cloud_init::virtual_machine()
+            cloud_init::virtual_machine(!volume_names.is_empty())
         };
         for (i, volume) in spec.volumes.iter().flatten().enumerate() {
             let Some(disk) = &volume.disk else { continue };
@@ -131,7 +175,7 @@ impl Compute {
                 .and_then(|r| r.requests.as_ref())
                 .and_then(|r| r.get("storage"))
                 .and_then(|q| gib(&q.0));
-            let mut params = json!({ "diskType": format!("zones/{zone}/diskTypes/{kind}") });
+            let mut params = json!({ "diskType": kind });
             if let Some(size) = size {
                 params["diskSizeGb"] = json!(size.to_string());
             }
@@ -160,22 +204,123 @@ impl Compute {
                 "no boot disk: a VM needs a disk volume populated from an image".to_owned(),
             ));
         }
-        let hash = spec_hash(&serde_json::to_value(spec).unwrap_or_default());
+        let mut items = vec![json!({ "key": "user-data", "value": user_data })];
+        if let Some(keys) = ssh_keys {
+            items.push(json!({ "key": "ssh-keys", "value": keys }));
+        }
         Ok(json!({
+            "machineType": machine_type,
+            "disks": disks,
+            "metadata": { "items": items },
+        }))
+    }
+
+    /// Everything `r` becomes: template name and properties, insert body, volumes.
+    async fn desired(
+        &self,
+        t: &Target<'_>,
+        placement: &Placement,
+        r: &ExternalResource<'_, Instance>,
+    ) -> Result<(Desired, Vec<Value>), PlatformError> {
+        let ssh = ssh_keys::metadata(r.annotations)?;
+        let planned = volumes::planned(r.spec);
+        let volume_names: Vec<String> = planned.iter().map(|(n, _, _)| n.clone()).collect();
+        let mut properties = self.template_properties(r.spec, ssh.as_deref(), &volume_names)?;
+        let (nics, rules) = self.interfaces(placement, r).await?;
+        properties["networkInterfaces"] = nics
+            .iter()
+            .map(|nic| {
+                let mut shared = nic.clone();
+                if let Some(map) = shared.as_object_mut() {
+                    map.remove("networkIP");
+                }
+                shared
+            })
+            .collect();
+        properties["labels"] = json!({ "datum-namespace": label_value(t.namespace) });
+        let service_account = if planned.is_empty() {
+            None
+        } else {
+            let email = self
+                .default_service_account(t.project)
+                .await
+                .map_err(|e| e.to_platform("get of the project's default service account"))?;
+            properties["serviceAccounts"] = json!([{
+                "email": email,
+                "scopes": ["https://www.googleapis.com/auth/cloud-platform"],
+            }]);
+            Some(email)
+        };
+        let template = instance_templates::name(t.namespace, t.zone, &properties);
+        if !planned.is_empty() {
+            let references: Vec<Value> = planned
+                .iter()
+                .map(|(volume, kind, dirs)| {
+                    json!({
+                        "volume": volume, "kind": kind, "dirs": dirs,
+                        "secret": format!("projects/{}/secrets/{template}-{volume}", t.project),
+                        "mode": if *kind == "secret" { "0400" } else { "0444" },
+                    })
+                })
+                .collect();
+            if let Some(items) = properties["metadata"]["items"].as_array_mut() {
+                items.push(json!({ "key": "datum-volumes", "value": Value::Array(references).to_string() }));
+            }
+        }
+        let deliveries = volumes::read(self.kube.as_ref(), t.namespace, r.spec).await?;
+        let instance = json!({
             "name": t.external_name,
             "description": format!("Datum Instance {}/{}", t.namespace, t.name),
-            "machineType": format!("zones/{zone}/machineTypes/{machine_type}"),
-            "disks": disks,
             "tags": { "items": [t.external_name] },
             "labels": {
                 "datum-namespace": label_value(t.namespace),
                 "datum-name": label_value(t.name),
                 "datum-uid": label_value(t.uid),
-                "datum-spec-hash": hash,
+                "datum-spec-hash": desired_hash(r),
+                LABEL: template,
             },
-            "metadata": { "items": [{ "key": "user-data", "value": user_data }] },
-            "project": t.project,
-        }))
+            "networkInterfaces": nics,
+        });
+        Ok((
+            Desired {
+                template,
+                properties,
+                instance,
+                deliveries,
+                service_account,
+            },
+            rules,
+        ))
+    }
+
+    /// Stores the volumes in Secret Manager, readable by the VM's service account; returns
+    /// whether any content changed.
+    async fn deliver_volumes(
+        &self,
+        project: &str,
+        d: &Desired,
+        namespace: &str,
+    ) -> Result<bool, PlatformError> {
+        let mut changed = false;
+        for delivery in &d.deliveries {
+            let id = format!("{}-{}", d.template, delivery.volume);
+            let labels = json!({ LABEL: d.template, "datum-namespace": label_value(namespace) });
+            changed |= self
+                .put_secret(project, &id, &delivery.payload, &labels)
+                .await
+                .map_err(|e| {
+                    e.to_platform(&format!(
+                        "store of volume {} in secret {id}",
+                        delivery.volume
+                    ))
+                })?;
+            if let Some(account) = &d.service_account {
+                self.grant_accessor(project, &id, account)
+                    .await
+                    .map_err(|e| e.to_platform(&format!("setIamPolicy of secret {id}")))?;
+            }
+        }
+        Ok(changed)
     }
 
     /// NICs and firewall rules for each interface.
@@ -291,7 +436,6 @@ impl ExternalClient<Instance> for Compute {
         else {
             return Ok(Observation::Absent);
         };
-        let hash = spec_hash(&serde_json::to_value(r.spec).unwrap_or_default());
         let addresses = instance["networkInterfaces"]
             .as_array()
             .into_iter()
@@ -311,7 +455,7 @@ impl ExternalClient<Instance> for Compute {
             )
         });
         Ok(Observation::Exists {
-            up_to_date: instance["labels"]["datum-spec-hash"] == hash.as_str(),
+            up_to_date: instance["labels"]["datum-spec-hash"] == desired_hash(r).as_str(),
             live: InstanceLive {
                 provider_id,
                 addresses,
@@ -338,17 +482,30 @@ impl ExternalClient<Instance> for Compute {
             name: r.name,
             uid: r.uid,
         };
-        let mut body = self.instance_body(&target, r.spec)?;
-        let (nics, rules) = self.interfaces(&placement, r).await?;
-        body["networkInterfaces"] = json!(nics);
-        if let Some(map) = body.as_object_mut() {
-            map.remove("project");
-        }
+        let (desired, rules) = self.desired(&target, &placement, r).await?;
+        self.deliver_volumes(&placement.project, &desired, r.namespace)
+            .await?;
         self.ensure_firewalls(&placement.project, &rules).await?;
-        let collection = format!("projects/{}/zones/{zone}/instances", placement.project);
-        self.insert(&collection, &body)
+        let template = self
+            .ensure_template(
+                &placement.project,
+                &desired.template,
+                r.namespace,
+                &zone,
+                &desired.properties,
+            )
             .await
-            .map_err(|e| e.to_platform(&format!("insert of instance {}", r.external_name)))?;
+            .map_err(|e| {
+                e.to_platform(&format!("insert of instance template {}", desired.template))
+            })?;
+        let collection = format!("projects/{}/zones/{zone}/instances", placement.project);
+        self.insert_with(
+            &collection,
+            &desired.instance,
+            &[("sourceInstanceTemplate", template)],
+        )
+        .await
+        .map_err(|e| e.to_platform(&format!("insert of instance {}", r.external_name)))?;
         Ok(path)
     }
 
@@ -367,6 +524,11 @@ impl ExternalClient<Instance> for Compute {
             })?;
         let zone = id.split('/').nth(3).unwrap_or_default().to_owned();
         let project = id.split('/').nth(1).unwrap_or_default().to_owned();
+        let placement = Placement {
+            project: project.clone(),
+            region: zone.rsplit_once('-').map(|(r, _)| r.to_owned()),
+            zone: Some(zone.clone()),
+        };
         let target = Target {
             project: &project,
             zone: &zone,
@@ -375,31 +537,51 @@ impl ExternalClient<Instance> for Compute {
             name: r.name,
             uid: r.uid,
         };
-        let desired = self.instance_body(&target, r.spec)?;
-        let mut metadata = desired["metadata"].clone();
+        let (desired, rules) = self.desired(&target, &placement, r).await?;
+        let content_changed = self
+            .deliver_volumes(&project, &desired, r.namespace)
+            .await?;
+        self.ensure_firewalls(&project, &rules).await?;
+        self.ensure_template(
+            &project,
+            &desired.template,
+            r.namespace,
+            &zone,
+            &desired.properties,
+        )
+        .await
+        .map_err(|e| e.to_platform(&format!("insert of instance template {}", desired.template)))?;
+        let mut metadata = desired.properties["metadata"].clone();
+        if let (Some(items), Some(source)) = (
+            metadata["items"].as_array_mut(),
+            metadata_value(&current["metadata"], "instance-template"),
+        ) {
+            items.push(json!({ "key": "instance-template", "value": source }));
+        }
         metadata["fingerprint"] = current["metadata"]["fingerprint"].clone();
-        let user_data = |m: &Value| {
-            m["items"]
-                .as_array()
-                .and_then(|items| items.iter().find(|i| i["key"] == "user-data"))
-                .map(|i| i["value"].clone())
-        };
-        let boot_config_changed =
-            user_data(&current["metadata"]) != user_data(&desired["metadata"]);
+        let boot_config_changed = content_changed
+            || ["user-data", "datum-volumes"].iter().any(|key| {
+                metadata_value(&current["metadata"], key) != metadata_value(&metadata, key)
+            });
         self.act(id, "setMetadata", &metadata)
             .await
             .map_err(|e| e.to_platform("setMetadata"))?;
-        // cloud-init reads user-data at boot: a changed one (new containers) needs a reset.
+        // The boot configuration is read at boot: a changed one (new containers) needs a reset.
         if boot_config_changed {
             self.act(id, "reset", &json!({}))
                 .await
                 .map_err(|e| e.to_platform("reset"))?;
         }
-        let labels =
-            json!({ "labels": desired["labels"], "labelFingerprint": current["labelFingerprint"] });
+        let labels = json!({
+            "labels": desired.instance["labels"],
+            "labelFingerprint": current["labelFingerprint"],
+        });
         self.act(id, "setLabels", &labels)
             .await
-            .map_err(|e| e.to_platform("setLabels"))
+            .map_err(|e| e.to_platform("setLabels"))?;
+        self.collect_templates(&project, &zone, r.namespace)
+            .await
+            .map_err(|e| e.to_platform("collection of unused instance templates"))
     }
 
     async fn delete(
@@ -411,6 +593,7 @@ impl ExternalClient<Instance> for Compute {
             .await
             .map_err(|e| e.to_platform(&format!("delete of {id}")))?;
         let project = id.split('/').nth(1).unwrap_or_default();
+        let zone = id.split('/').nth(3).unwrap_or_default();
         let collection = format!("projects/{project}/global/firewalls");
         let prefix = format!("{}-net-", r.external_name);
         let rules = self
@@ -424,7 +607,9 @@ impl ExternalClient<Instance> for Compute {
                     .map_err(|e| e.to_platform(&format!("delete of firewall {name}")))?;
             }
         }
-        Ok(())
+        self.collect_templates(project, zone, r.namespace)
+            .await
+            .map_err(|e| e.to_platform("collection of unused instance templates"))
     }
 }
 

@@ -8,8 +8,10 @@
 //! | [`networks`] | NetworkContext ↔ VPC network (custom subnet mode) |
 //! | [`subnetworks`] | Subnet ↔ subnetwork |
 //! | [`firewalls`] | interface network policy ↔ firewall rules |
+//! | [`instance_templates`] | one instance template per WorkloadDeployment revision, collected when unused |
 
 pub mod firewalls;
+pub mod instance_templates;
 pub mod instances;
 pub mod networks;
 pub mod subnetworks;
@@ -97,7 +99,7 @@ impl ApiError {
         PlatformError {
             reason: reason.to_owned(),
             message: format!(
-                "Compute Engine {what}: {:?} (HTTP {}, {}){advice}",
+                "GCP {what}: {:?} (HTTP {}, {}){advice}",
                 self.message, self.status, self.reason
             ),
         }
@@ -121,6 +123,8 @@ pub struct Settings {
     pub poll_interval: Duration,
     /// Longest wait for an operation.
     pub operation_timeout: Duration,
+    /// The Secret Manager API root, e.g. `https://secretmanager.googleapis.com`.
+    pub secret_manager_endpoint: String,
 }
 
 /// A connected client.
@@ -131,6 +135,8 @@ pub struct Compute {
     base: String,
     pub(crate) settings: Settings,
     buckets: Arc<Mutex<HashMap<String, Arc<TokenBucket>>>>,
+    /// The control plane, for the ConfigMaps and Secrets of configMap/secret volumes.
+    pub(crate) kube: Option<kube::Client>,
 }
 
 impl std::fmt::Debug for Compute {
@@ -155,7 +161,14 @@ impl Compute {
             base: format!("{}/compute/v1/", endpoint.trim_end_matches('/')),
             settings,
             buckets: Arc::default(),
+            kube: None,
         }
+    }
+
+    /// The same client, reading configMap and secret volumes through `kube`.
+    pub fn with_kube(mut self, kube: Option<kube::Client>) -> Self {
+        self.kube = kube;
+        self
     }
 
     /// The full URL of a path such as `projects/p/global/networks/n`.
@@ -191,15 +204,37 @@ impl Compute {
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<Value, ApiError> {
-        let path = path.strip_prefix(&self.base).unwrap_or(path);
+        // A selfLink names its host; the call goes to this client's endpoint (an override
+        // such as a private endpoint or a fake keeps Google's paths).
+        let path = match path.strip_prefix(&self.base) {
+            Some(rest) => rest,
+            None if path.starts_with("http") => path
+                .split_once("/compute/v1/")
+                .map_or(path, |(_, rest)| rest),
+            None => path,
+        };
         let project = path
             .trim_start_matches('/')
             .split('/')
             .nth(1)
             .unwrap_or_default()
             .to_owned();
-        self.throttle(&project).await;
-        let mut url = self.url(path);
+        self.send(method, &self.url(path), &project, query, body)
+            .await
+    }
+
+    /// One call to any Google API URL, counted against `project`'s rate limit (one bucket
+    /// per project across Compute Engine and Secret Manager).
+    pub(crate) async fn send(
+        &self,
+        method: http::Method,
+        url: &str,
+        project: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<Value, ApiError> {
+        self.throttle(project).await;
+        let mut url = url.to_owned();
         for (i, (key, value)) in query.iter().enumerate() {
             url.push(if i == 0 { '?' } else { '&' });
             url.push_str(key);
@@ -267,14 +302,21 @@ impl Compute {
     /// Inserts `body` into `collection` with a request ID derived from what is inserted,
     /// and waits for the operation. An existing resource of that name is adopted.
     pub async fn insert(&self, collection: &str, body: &Value) -> Result<(), ApiError> {
-        let request_id = request_id(&format!("insert {collection} {body}"));
+        self.insert_with(collection, body, &[]).await
+    }
+
+    /// [`Compute::insert`] with more query parameters (e.g. `sourceInstanceTemplate`).
+    pub async fn insert_with(
+        &self,
+        collection: &str,
+        body: &Value,
+        query: &[(&str, String)],
+    ) -> Result<(), ApiError> {
+        let request_id = request_id(&format!("insert {collection} {query:?} {body}"));
+        let mut query = query.to_vec();
+        query.push(("requestId", request_id));
         match self
-            .call(
-                http::Method::POST,
-                collection,
-                &[("requestId", request_id)],
-                Some(body),
-            )
+            .call(http::Method::POST, collection, &query, Some(body))
             .await
         {
             Ok(operation) => self.wait(operation).await.map(|_| ()),

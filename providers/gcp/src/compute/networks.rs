@@ -1,6 +1,8 @@
 //! NetworkContext → VPC network `datum-<uid>`: custom subnet mode, the context's MTU
 //! (Compute Engine's default 1460 when unset), regional routing, classic firewalls first.
 //! The description `datum:<namespace>/<context>` is how Subnets and Instances find it.
+//! Deleting it deletes its subnetworks in the Location's region first (a VPC in use cannot
+//! go, and the context's Subnets are deleted after it).
 
 use datum_api::networking::NetworkContext;
 use datum_provider::{ExternalClient, ExternalResource, NetworkLive, Observation, PlatformError};
@@ -121,9 +123,39 @@ impl ExternalClient<NetworkContext> for Compute {
     async fn delete(
         &self,
         id: &str,
-        _: &ExternalResource<'_, NetworkContext>,
+        r: &ExternalResource<'_, NetworkContext>,
     ) -> Result<(), PlatformError> {
-        self.delete(id)
+        // Compute Engine refuses to delete a network its subnetworks use, and the Subnets
+        // of a context go only after it (owner references): take the provider's
+        // subnetworks of this VPC in the Location's region first. Each Subnet's own delete
+        // then finds its subnetwork gone, which is success.
+        if let Some(network) = self
+            .get(id)
+            .await
+            .map_err(|e| e.to_platform("get of network"))?
+            && let Ok(region) = self.placement(r.location_settings)?.region()
+        {
+            let project = id.split('/').nth(1).unwrap_or_default();
+            let collection = format!("projects/{project}/regions/{region}/subnetworks");
+            let subnetworks = self
+                .list(&collection)
+                .await
+                .map_err(|e| e.to_platform("list of subnetworks"))?;
+            for subnetwork in subnetworks
+                .iter()
+                .filter(|s| s["network"] == network["selfLink"])
+            {
+                if let Some(name) = subnetwork["name"]
+                    .as_str()
+                    .filter(|n| n.starts_with("datum-"))
+                {
+                    Compute::delete(self, &format!("{collection}/{name}"))
+                        .await
+                        .map_err(|e| e.to_platform(&format!("delete of subnetwork {name}")))?;
+                }
+            }
+        }
+        Compute::delete(self, id)
             .await
             .map_err(|e| e.to_platform(&format!("delete of {id}")))
     }

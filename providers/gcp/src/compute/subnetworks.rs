@@ -1,5 +1,6 @@
 //! Subnet → subnetwork `datum-<uid>` in the Location's region, with the CIDR our IPAM
-//! allocated (`startAddress/prefixLength`), in the VPC of the Subnet's NetworkContext.
+//! allocated (`startAddress/prefixLength`), in the VPC of the Subnet's NetworkContext. No
+//! subnetwork is made before IPAM has allocated the range.
 
 use datum_api::networking::Subnet;
 use datum_provider::{ExternalClient, ExternalResource, NetworkLive, Observation, PlatformError};
@@ -60,6 +61,13 @@ impl ExternalClient<Subnet> for Compute {
     }
 
     async fn create(&self, r: &ExternalResource<'_, Subnet>) -> Result<String, PlatformError> {
+        // IPAM fills the range in after the Subnet exists; a subnetwork needs it.
+        if r.spec.start_address.is_empty() || r.spec.prefix_length == 0 {
+            return Err(PlatformError {
+                reason: "SubnetNotAllocated".to_owned(),
+                message: "IPAM has not allocated this Subnet's range yet".to_owned(),
+            });
+        }
         let path = self.subnetwork_path(r)?;
         let project = path.split('/').nth(1).unwrap_or_default().to_owned();
         let context = &r.spec.network_context.name;

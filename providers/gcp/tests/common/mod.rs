@@ -97,6 +97,7 @@ pub fn provider() -> GcpProvider {
         poll_interval: Duration::from_millis(10),
         operation_timeout: Duration::from_secs(10),
         request_timeout: Duration::from_secs(5),
+        kube: None,
     }
 }
 
