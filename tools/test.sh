@@ -13,6 +13,9 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/datu
 tools/setup.sh
 echo "== control plane binaries" >&2
 tools/control-plane.sh >/dev/null
+# helm, for the chart tests (cmd/datum/tests/packaging.rs); built once per pin.
+DATUM_HELM=$(tools/helm.sh)
+export DATUM_HELM
 
 echo "== cargo fmt --check" >&2
 cargo fmt --all -- --check
