@@ -19,9 +19,17 @@ command -v docker-registry >/dev/null || need+=(docker-registry)   # the tests' 
 command -v umoci >/dev/null || need+=(umoci)                       # builds the tests' image
 command -v skopeo >/dev/null || need+=(skopeo)                     # pushes it to the registry
 [ -x /bin/busybox ] || need+=(busybox-static)                      # the image's only binary
+# VMs (providers/local/src/vm): QEMU, NoCloud seeds, the test image's initramfs.
+command -v cloud-localds >/dev/null || need+=(cloud-image-utils)
+command -v cpio >/dev/null || need+=(cpio)
+backports=()
+# bookworm's qemu-system-x86 (7.2) conflicts with a qemu-utils from backports (10.x), which
+# some machine images ship: take both from backports, adding the suite (and keeping it).
+command -v qemu-system-x86_64 >/dev/null || backports+=(qemu-system-x86)
+command -v qemu-img >/dev/null || backports+=(qemu-utils)
 
-if [ ${#need[@]} -gt 0 ]; then
-  echo "setup: installing ${need[*]}" >&2
+if [ ${#need[@]} -gt 0 ] || [ ${#backports[@]} -gt 0 ]; then
+  echo "setup: installing ${need[*]} ${backports[*]}" >&2
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   # Packages such as containerd and docker-registry would start system daemons on
   # install; the project starts its own, so forbid that while installing.
@@ -30,6 +38,19 @@ if [ ${#need[@]} -gt 0 ]; then
     printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null && $sudo chmod +x "$policy"
     trap '$sudo rm -f "$policy"' EXIT
   fi
+  if [ ${#backports[@]} -gt 0 ] && ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    # The same mirror as the existing Debian source.
+    uri=$(sed -n 's/^URIs:[[:space:]]*\(.*debian\/\?\)[[:space:]]*$/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v security | head -n1)
+    [ -n "$uri" ] || uri=$(awk '$1 == "deb" && $2 !~ /security/ { print $2; exit }' /etc/apt/sources.list 2>/dev/null)
+    printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+      "${uri:-http://deb.debian.org/debian}" | $sudo tee /etc/apt/sources.list.d/bookworm-backports.sources >/dev/null
+  fi
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  if [ ${#need[@]} -gt 0 ]; then
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  fi
+  if [ ${#backports[@]} -gt 0 ]; then
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+      -t bookworm-backports "${backports[@]}" >/dev/null
+  fi
 fi

@@ -37,9 +37,9 @@ const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 /// Errors from running instances.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The instance is not a container instance.
+    /// The instance has neither runtime.
     #[error(
-        "the local provider runs sandbox (container) instances only; spec.runtime.sandbox is missing"
+        "the local provider runs containers (spec.runtime.sandbox) and VMs (spec.runtime.virtualMachine); this instance sets neither"
     )]
     NotSandbox,
     /// The instance type is not configured.
@@ -87,6 +87,9 @@ pub enum Error {
     /// An image could not be pulled.
     #[error(transparent)]
     Image(#[from] crate::image::Error),
+    /// A container's environment could not be resolved.
+    #[error(transparent)]
+    Env(#[from] crate::env::Error),
     /// A file of the instance could not be made.
     #[error("failed to prepare {path}: {source}")]
     Files {
@@ -106,6 +109,7 @@ impl From<Error> for PlatformError {
             Error::Image(_) => "ImagePullFailed",
             Error::Containerd(_) => "ContainerdFailed",
             Error::Volume(_) => "VolumeFailed",
+            Error::Env(_) => "EnvFailed",
             Error::BadAddress { .. } => "AddressInvalid",
             Error::SubnetPending { .. } => "SubnetPending",
             _ => "InstanceFailed",
@@ -190,7 +194,7 @@ impl LocalHost {
     }
 
     /// The instance's `(cpu millicores, memory bytes)`.
-    fn sizing(&self, spec: &InstanceSpec) -> Result<(i64, i64), Error> {
+    pub(crate) fn sizing(&self, spec: &InstanceSpec) -> Result<(i64, i64), Error> {
         let name = spec
             .runtime
             .resources
@@ -362,6 +366,14 @@ impl LocalHost {
         )
         .await?;
         let hash = spec_hash(r.spec);
+        let pull_secrets = r.spec.runtime.sandbox.as_ref();
+        let pull_secrets = pull_secrets.and_then(|s| s.image_pull_secrets.as_deref());
+        let pull = crate::image::PullSecrets::read(
+            self.kube.as_ref(),
+            r.namespace,
+            pull_secrets.unwrap_or_default(),
+        )
+        .await?;
         for (index, container) in containers.iter().enumerate() {
             let binds = container
                 .volume_attachments
@@ -374,6 +386,9 @@ impl LocalHost {
                     })
                 })
                 .collect();
+            // Resolved before the container is replaced: a missing ConfigMap or Secret
+            // leaves the running one alone.
+            let vars = crate::env::resolve(self.kube.as_ref(), r.namespace, container).await?;
             let id = names::container_id(&r.external_name, &container.name);
             if let Some(existing) = self.containerd.container(&id).await?
                 && existing.labels.get(LABEL_SPEC_HASH) != Some(&hash)
@@ -381,8 +396,8 @@ impl LocalHost {
                 self.containerd.remove_task(&id).await?;
                 self.containerd.delete_container(&id).await?;
             }
-            let image = self.images.ensure(&container.image).await?;
-            let (args, env, cwd) = process(container, &image.config);
+            let image = self.images.ensure(&container.image, &pull).await?;
+            let (args, env, cwd) = process(container, &image.config, vars);
             let spec = runtime_spec::build(&ContainerSpec {
                 hostname: r.name.chars().take(63).collect(),
                 args,
@@ -569,6 +584,7 @@ impl LocalHost {
             .into_iter()
             .filter_map(|c| c.labels.get(LABEL_EXTERNAL_NAME).cloned())
             .collect();
+        out.extend(self.vm_external_names());
         for kind in ["contexts", "subnets"] {
             if let Ok(entries) = std::fs::read_dir(self.state_dir.join(kind)) {
                 out.extend(
@@ -582,10 +598,12 @@ impl LocalHost {
     }
 }
 
-/// argv, env and working directory: Kubernetes semantics over the image's config.
+/// argv, env and working directory: Kubernetes semantics over the image's config; `vars`
+/// (from [`crate::env::resolve`]) apply in order over the image's `Env`.
 fn process(
     container: &SandboxContainer,
     image: &crate::image::ImageConfig,
+    vars: Vec<(String, String)>,
 ) -> (Vec<String>, Vec<String>, String) {
     let args = match (&container.command, &container.args) {
         (Some(command), args) => command
@@ -600,12 +618,9 @@ fn process(
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned());
     }
-    for var in container.env.iter().flatten() {
-        // `valueFrom` needs the control plane's ConfigMaps and Secrets: not supported yet.
-        if let Some(value) = &var.value {
-            env.retain(|e| !e.starts_with(&format!("{}=", var.name)));
-            env.push(format!("{}={value}", var.name));
-        }
+    for (name, value) in vars {
+        env.retain(|e| !e.starts_with(&format!("{name}=")));
+        env.push(format!("{name}={value}"));
     }
     (args, env, image.working_dir.clone())
 }
@@ -616,12 +631,19 @@ impl ExternalClient<Instance> for LocalHost {
         r: &ExternalResource<'_, Instance>,
     ) -> Result<Observation<InstanceLive>, PlatformError> {
         self.check_reachable().await?;
+        if self.is_vm(r) {
+            return Ok(self.observe_vm(r).await?);
+        }
         Ok(self.observe_instance(r).await?)
     }
 
     async fn create(&self, r: &ExternalResource<'_, Instance>) -> Result<String, PlatformError> {
         self.check_reachable().await?;
-        self.ensure_instance(r).await?;
+        if r.spec.runtime.virtual_machine.is_some() {
+            self.ensure_vm(r).await?;
+        } else {
+            self.ensure_instance(r).await?;
+        }
         self.hang_after_create().await;
         Ok(r.external_name.clone())
     }
@@ -632,6 +654,9 @@ impl ExternalClient<Instance> for LocalHost {
         r: &ExternalResource<'_, Instance>,
     ) -> Result<(), PlatformError> {
         self.check_reachable().await?;
+        if r.spec.runtime.virtual_machine.is_some() {
+            return Ok(self.ensure_vm(r).await?);
+        }
         Ok(self.ensure_instance(r).await?)
     }
 
@@ -641,6 +666,9 @@ impl ExternalClient<Instance> for LocalHost {
         r: &ExternalResource<'_, Instance>,
     ) -> Result<(), PlatformError> {
         self.check_reachable().await?;
+        if self.is_vm(r) {
+            return Ok(self.delete_vm(r).await?);
+        }
         Ok(self.delete_instance(r).await?)
     }
 }

@@ -14,6 +14,7 @@
 //! | [`names`] | deterministic host names (namespaces, bridges, veths, containers) |
 //! | [`runtime_spec`] | the OCI runtime spec of a container |
 //! | [`volumes`] | configMap and secret volumes as files |
+//! | [`env`] | container environment from ConfigMaps and Secrets (`valueFrom`, `envFrom`) |
 //! | [`usage`] | CPU and memory usage from cgroups |
 //! | [`netns`] | provider-owned network namespaces |
 //! | [`bridge`] | bridges, veth pairs, addresses and routes over rtnetlink |
@@ -25,9 +26,11 @@
 //! | [`instance`] | instances as containers: observe / create / update / delete |
 //! | [`network`] | Location namespaces, bridges, attachments; NetworkContext and Subnet |
 //! | [`ipam`] | the fallback address allocator (IPAM's assignments come first) |
+//! | [`vm`] | instances as QEMU virtual machines: disks, NoCloud seeds, QMP |
 
 pub mod bridge;
 pub mod containerd;
+pub mod env;
 pub mod firewall;
 pub mod image;
 pub mod instance;
@@ -39,6 +42,7 @@ pub mod policy;
 pub mod provider;
 pub mod runtime_spec;
 pub mod usage;
+pub mod vm;
 pub mod volumes;
 
 pub use provider::{Faults, LocalHost, LocalProvider};

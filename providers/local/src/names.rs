@@ -68,6 +68,18 @@ pub fn instance_interface(index: usize) -> String {
     format!("eth{index}")
 }
 
+/// The tap of interface `index` of a VM, in its Location's namespace (15 bytes).
+pub fn tap(external_name: &str, index: usize) -> String {
+    format!("t{}{:02x}", short_hash(&[external_name], 12), index % 256)
+}
+
+/// The MAC address of interface `index` of a VM: QEMU's locally administered `52:54:00`
+/// prefix and three bytes of a hash, the same on every start.
+pub fn mac(external_name: &str, index: usize) -> String {
+    let hash = short_hash(&[external_name, &index.to_string()], 6);
+    format!("52:54:00:{}:{}:{}", &hash[0..2], &hash[2..4], &hash[4..6])
+}
+
 /// The containerd container ID of one container of an instance.
 pub fn container_id(external_name: &str, container: &str) -> String {
     format!("{external_name}-{container}")
@@ -84,6 +96,11 @@ mod tests {
         assert!(host_veth(external, 300).len() <= 15);
         assert!(peer_veth(external, 3).len() <= 15);
         assert_ne!(host_veth(external, 0), host_veth(external, 1));
+        assert!(tap(external, 300).len() <= 15);
+        assert_ne!(tap(external, 0), tap(external, 1));
+        assert_ne!(tap(external, 0), host_veth(external, 0));
+        assert_eq!(mac(external, 1).len(), 17);
+        assert_ne!(mac(external, 0), mac(external, 1));
         assert_eq!(bridge("a/b"), bridge("a/b"));
         assert_ne!(bridge("a/b"), bridge("a/c"));
     }

@@ -1,15 +1,18 @@
 //! [`LocalProvider`]: serves Locations whose `spec.provider` key is `local`, configured by a
 //! `local.provider.datum.net/v1alpha1` ProviderConfig; `connect` gives a [`LocalHost`].
+//! The registries' `authSecretRef`s are read by the SDK (a changed Secret reconnects) and
+//! become the image store's credentials.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use datum_api::provider_config::SecretKeyRef;
 use datum_api::provider_config::local::{ProviderConfig, ProviderConfigSpec};
 use datum_provider::{ConnectError, Credentials, PlatformError, Provider};
 
 use crate::containerd::Containerd;
-use crate::image::Images;
+use crate::image::{Images, RegistryCredentials};
 use crate::ipam::Ipam;
 use crate::names::HostNames;
 use crate::usage::Sampler;
@@ -156,16 +159,108 @@ impl Provider for LocalProvider {
         "local"
     }
 
+    fn secret_refs(&self, config: &ProviderConfig) -> Vec<SecretKeyRef> {
+        config
+            .spec
+            .registries
+            .iter()
+            .filter_map(|r| r.auth_secret_ref.clone())
+            .collect()
+    }
+
     async fn connect(
         &self,
         config: &ProviderConfig,
-        _credentials: &Credentials,
+        credentials: &Credentials,
     ) -> Result<LocalHost, ConnectError> {
         let name = config.metadata.name.clone().unwrap_or_default();
-        LocalHost::new(
+        let registry_credentials = registry_credentials(&config.spec, credentials)?;
+        let mut host = LocalHost::new(
             &config.spec,
             self.kube.clone(),
             self.faults.hang_after_create(&name),
-        )
+        )?;
+        host.images = host.images.with_credentials(registry_credentials);
+        Ok(host)
+    }
+}
+
+/// The credentials of every registry with an `authSecretRef`: its docker config document,
+/// which must hold an entry for the registry or one of its mirrors.
+fn registry_credentials(
+    spec: &ProviderConfigSpec,
+    credentials: &Credentials,
+) -> Result<RegistryCredentials, ConnectError> {
+    let mut out = RegistryCredentials::default();
+    for (index, registry) in spec.registries.iter().enumerate() {
+        let Some(reference) = &registry.auth_secret_ref else {
+            continue;
+        };
+        let invalid = |message: String| {
+            ConnectError(format!(
+                "spec.registries[{index}].authSecretRef (Secret {}/{} key {}) is invalid: {message}",
+                reference.namespace, reference.name, reference.key
+            ))
+        };
+        let document = credentials
+            .get(reference)
+            .ok_or_else(|| invalid("it was not read".to_owned()))?;
+        let parsed = RegistryCredentials::parse(document).map_err(invalid)?;
+        let hosts =
+            std::iter::once(registry.host.as_str()).chain(registry.mirrors.iter().map(|m| {
+                m.split_once("://")
+                    .map_or(m.as_str(), |(_, host)| host)
+                    .trim_end_matches('/')
+            }));
+        if !hosts.clone().any(|h| parsed.has_host(h)) {
+            return Err(invalid(format!(
+                "its docker config has no auths entry for {}",
+                hosts.collect::<Vec<_>>().join(" or ")
+            )));
+        }
+        out.extend(parsed);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datum_api::provider_config::local::Registry;
+
+    #[test]
+    fn registry_auth_secrets_become_credentials_for_their_host() {
+        let reference = SecretKeyRef {
+            name: "pull".to_owned(),
+            namespace: "datum-system".to_owned(),
+            key: ".dockerconfigjson".to_owned(),
+        };
+        let spec = ProviderConfigSpec {
+            registries: vec![Registry {
+                host: "127.0.0.1:5000".to_owned(),
+                insecure: true,
+                auth_secret_ref: Some(reference.clone()),
+                ..Registry::default()
+            }],
+            ..serde_json::from_value(serde_json::json!({})).expect("defaults")
+        };
+        let mut credentials = Credentials::default();
+        credentials.insert(
+            &reference,
+            br#"{"auths": {"127.0.0.1:5000": {"username": "u", "password": "p"}}}"#.to_vec(),
+        );
+        let parsed = registry_credentials(&spec, &credentials).expect("valid");
+        assert!(parsed.has_host("127.0.0.1:5000"));
+        credentials.insert(
+            &reference,
+            br#"{"auths": {"ghcr.io": {"username": "u", "password": "s3cret"}}}"#.to_vec(),
+        );
+        let e = registry_credentials(&spec, &credentials)
+            .expect_err("no entry for the host")
+            .0;
+        assert_eq!(
+            e,
+            "spec.registries[0].authSecretRef (Secret datum-system/pull key .dockerconfigjson) is invalid: its docker config has no auths entry for 127.0.0.1:5000"
+        );
     }
 }

@@ -265,6 +265,8 @@ impl Running {
 
 impl Drop for Host {
     fn drop(&mut self) {
+        // VMs a failed test left running: their QEMU holds taps and files under `dir`.
+        kill_qemus_under(&self.dir);
         // Kill whatever tasks are left (a failed test), then the daemons, namespaces, files.
         let ctr = |args: &[&str]| {
             Command::new("ctr")
@@ -346,4 +348,32 @@ pub fn host_links() -> Vec<String> {
         .unwrap_or_default();
     links.sort();
     links
+}
+
+/// The PIDs of the QEMU processes whose command line mentions `dir`.
+pub fn qemus_under(dir: &Path) -> Vec<i32> {
+    let needle = dir.display().to_string();
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+                .filter(|pid| {
+                    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                    let cmdline = String::from_utf8_lossy(&cmdline);
+                    cmdline.starts_with("qemu-system") && cmdline.contains(&needle)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// SIGKILLs the QEMU processes whose command line mentions `dir`.
+pub fn kill_qemus_under(dir: &Path) {
+    let pids = qemus_under(dir);
+    for pid in &pids {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    }
+    if !pids.is_empty() {
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }
