@@ -2,6 +2,7 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,10 @@ use crate::process::{ManagedProcess, remove_on_exit};
 
 /// How long the API server may take to become ready; a cold start on 2 cores takes ~10 s.
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// The same after a restart, when every client reconnects at once and re-lists what it
+/// watches: under a 1,000-Instance chaos run on 2 busy cores, the RBAC bootstrap hook alone
+/// has taken over 2 minutes.
+const RESTART_READY_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Where and how to run a control plane.
 #[derive(Clone, Debug, Default)]
@@ -37,7 +42,7 @@ pub struct ControlPlane {
     server: String,
     pki: Pki,
     kubeconfig: PathBuf,
-    processes: Vec<ManagedProcess>,
+    processes: Vec<Arc<ManagedProcess>>,
 }
 
 /// The ports one control plane listens on, kept in `<data>/ports` so a restart reuses them.
@@ -150,25 +155,25 @@ impl ControlPlane {
         };
         let persistent = options.data_dir.is_some();
 
-        plane.processes.push(ManagedProcess::start(
+        plane.processes.push(Arc::new(ManagedProcess::start(
             "etcd",
             &bins.etcd(),
             plane.etcd_args(ports, persistent),
             &logs,
-        )?);
-        plane.processes.push(ManagedProcess::start(
+        )?));
+        plane.processes.push(Arc::new(ManagedProcess::start(
             "kube-apiserver",
             &bins.kube_apiserver(),
             plane.apiserver_args(ports),
             &logs,
-        )?);
-        plane.wait_ready().await?;
-        plane.processes.push(ManagedProcess::start(
+        )?));
+        plane.wait_ready(READY_TIMEOUT).await?;
+        plane.processes.push(Arc::new(ManagedProcess::start(
             "kube-controller-manager",
             &bins.kube_controller_manager(),
             controller_manager_args(&controller_manager_kubeconfig, &plane.pki),
             &logs,
-        )?);
+        )?));
         Ok(plane)
     }
 
@@ -224,32 +229,34 @@ impl ControlPlane {
     }
 
     /// Polls `/readyz` until the API server answers `ok`, failing early if a process died.
-    async fn wait_ready(&self) -> Result<(), Error> {
+    async fn wait_ready(&self, timeout: Duration) -> Result<(), Error> {
         let started = Instant::now();
+        let mut last_answer = String::new();
         loop {
             for process in &self.processes {
                 process.check_running()?;
             }
             if let Ok(client) = self.admin_client().await {
-                let request = http::Request::get("/readyz")
+                let request = http::Request::get("/readyz?verbose")
                     .body(Vec::new())
                     .map_err(|e| Error::Client(e.to_string()))?;
-                if let Ok(body) = client.request_text(request).await
-                    && body.trim() == "ok"
-                {
-                    return Ok(());
+                match client.request_text(request).await {
+                    Ok(body) if body.trim().ends_with("readyz check passed") => return Ok(()),
+                    Ok(body) => last_answer = body,
+                    Err(error) => last_answer = error.to_string(),
                 }
             }
-            if started.elapsed() > READY_TIMEOUT {
+            if started.elapsed() > timeout {
                 let log = self
                     .processes
-                    .last()
-                    .map(ManagedProcess::log_tail)
+                    .iter()
+                    .find(|p| p.name == "kube-apiserver")
+                    .map(|p| p.log_tail())
                     .unwrap_or_default();
                 return Err(Error::NotReady {
                     name: "kube-apiserver",
-                    seconds: READY_TIMEOUT.as_secs(),
-                    log,
+                    seconds: timeout.as_secs(),
+                    log: format!("{log}\n/readyz answered: {last_answer}"),
                 });
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -363,11 +370,32 @@ impl ControlPlane {
         Ok(name)
     }
 
+    /// Stops kube-apiserver (SIGTERM, then SIGKILL after a grace period), starts it again on
+    /// the same port with the same etcd, certificates and flags, and waits until it is
+    /// ready. Existing clients reconnect on their next request; watches must be re-established
+    /// by their owners, as after any API server restart.
+    pub async fn restart_apiserver(&self) -> Result<(), Error> {
+        let apiserver = self
+            .processes
+            .iter()
+            .find(|p| p.name == "kube-apiserver")
+            .cloned()
+            .ok_or(Error::Restart {
+                name: "kube-apiserver",
+                detail: "this control plane has none".into(),
+            })?;
+        tokio::task::spawn_blocking(move || apiserver.restart(Duration::from_secs(10)))
+            .await
+            .map_err(|e| Error::Restart {
+                name: "kube-apiserver",
+                detail: e.to_string(),
+            })??;
+        self.wait_ready(RESTART_READY_TIMEOUT).await
+    }
+
     /// Fails with the log tail of the first process that has exited.
     pub fn check_running(&self) -> Result<(), Error> {
-        self.processes
-            .iter()
-            .try_for_each(ManagedProcess::check_running)
+        self.processes.iter().try_for_each(|p| p.check_running())
     }
 
     /// Stops the controller manager, API server and etcd, in that order.
@@ -399,9 +427,9 @@ fn controller_manager_args(kubeconfig: &Path, pki: &Pki) -> Vec<String> {
     ]
 }
 
-/// A directory under the system temp dir, removed when this process exits (unless
-/// `DATUM_TESTENV_KEEP` is set). Directories
-/// left by processes that no longer exist (a crash before cleanup ran) are swept first.
+/// A directory under the system temp dir, unique to this control plane, removed when this
+/// process exits (unless `DATUM_TESTENV_KEEP` is set). Directories left by processes that no
+/// longer exist (a crash before cleanup ran) are swept first.
 fn temporary_data_dir() -> Result<PathBuf, Error> {
     let root = std::env::temp_dir().join("datum-testenv");
     if let Ok(entries) = std::fs::read_dir(&root) {
@@ -416,14 +444,18 @@ fn temporary_data_dir() -> Result<PathBuf, Error> {
             }
         }
     }
-    let dir = root.join(std::process::id().to_string());
+    // One directory per process, and in it one per control plane the process starts.
+    static STARTED: AtomicU32 = AtomicU32::new(0);
+    let process_dir = root.join(std::process::id().to_string());
+    let n = STARTED.fetch_add(1, Ordering::Relaxed);
+    let dir = process_dir.join(n.to_string());
     std::fs::create_dir_all(&dir).map_err(|source| Error::Write {
         path: dir.clone(),
         source,
     })?;
     // DATUM_TESTENV_KEEP=1 keeps the directory (logs, etcd data) for debugging a failure.
-    if std::env::var_os("DATUM_TESTENV_KEEP").is_none() {
-        remove_on_exit(&dir)?;
+    if n == 0 && std::env::var_os("DATUM_TESTENV_KEEP").is_none() {
+        remove_on_exit(&process_dir)?;
     }
     Ok(dir)
 }

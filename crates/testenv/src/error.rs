@@ -37,4 +37,6 @@ pub enum Error {
     CrdNotEstablished { name: String, detail: String },
     #[error("the control plane failed to start earlier: {0}")]
     StartFailed(String),
+    #[error("failed to restart {name}: {detail}")]
+    Restart { name: &'static str, detail: String },
 }

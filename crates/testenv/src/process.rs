@@ -72,6 +72,8 @@ fn spawn_supervised(
 #[derive(Debug)]
 pub struct ManagedProcess {
     pub name: &'static str,
+    program: PathBuf,
+    args: Vec<String>,
     child: Mutex<Child>,
     log: PathBuf,
 }
@@ -85,14 +87,31 @@ impl ManagedProcess {
     ) -> Result<Self, Error> {
         let log = log_dir.join(format!("{name}.log"));
         let child = File::create(&log)
-            .and_then(|out| Ok((out.try_clone()?, out)))
-            .and_then(|(out, err)| spawn_supervised("KILL", program, &args, out.into(), err.into()))
+            .and_then(|out| spawn_logging(program, &args, out))
             .map_err(|source| Error::Spawn { name, source })?;
         Ok(Self {
             name,
+            program: program.to_owned(),
+            args,
             child: Mutex::new(child),
             log,
         })
+    }
+
+    /// Stops the process as [`stop`](Self::stop) does, then starts it again with the same
+    /// program and arguments, appending to the same log.
+    pub fn restart(&self, grace: Duration) -> Result<(), Error> {
+        self.stop(grace);
+        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        *child = File::options()
+            .append(true)
+            .open(&self.log)
+            .and_then(|out| spawn_logging(&self.program, &self.args, out))
+            .map_err(|source| Error::Spawn {
+                name: self.name,
+                source,
+            })?;
+        Ok(())
     }
 
     /// Fails with the log's tail if the process has exited.
@@ -143,6 +162,12 @@ impl ManagedProcess {
         let _ = child.kill();
         let _ = child.wait();
     }
+}
+
+/// Spawns `program args` supervised, with stdout and stderr both going to `log`.
+fn spawn_logging(program: &Path, args: &[String], log: File) -> std::io::Result<Child> {
+    let errors = log.try_clone()?;
+    spawn_supervised("KILL", program, args, log.into(), errors.into())
 }
 
 fn tail(path: &Path, bytes: u64) -> String {

@@ -278,3 +278,56 @@ async fn processes_die_with_their_owner() -> anyhow::Result<()> {
     .await;
     Ok(())
 }
+
+/// Restarting the API server keeps its port, certificates and etcd data: objects written
+/// before are there after, and a client made before the restart works again after it.
+#[tokio::test]
+async fn the_api_server_restarts_in_place() -> anyhow::Result<()> {
+    let cp = ControlPlane::start(Options::default()).await?;
+    let client = cp.admin_client().await?;
+    let ns = cp.fresh_namespace(&client, "restart").await?;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    api.create(
+        &PostParams::default(),
+        &ConfigMap {
+            metadata: meta("before"),
+            ..ConfigMap::default()
+        },
+    )
+    .await?;
+    let pid_of = |cp: &ControlPlane| {
+        cp.pids()
+            .into_iter()
+            .find(|(name, _)| *name == "kube-apiserver")
+            .map(|(_, pid)| pid)
+    };
+    let before = pid_of(&cp).expect("an API server");
+    let url = cp.server_url().to_owned();
+
+    cp.restart_apiserver().await?;
+
+    let after = pid_of(&cp).expect("an API server");
+    assert_ne!(before, after, "a new API server process");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{before}/cmdline")).exists()
+            || std::fs::read_to_string(format!("/proc/{before}/stat"))
+                .is_ok_and(|stat| stat.contains(") Z ")),
+        "the old API server is gone"
+    );
+    assert_eq!(cp.server_url(), url, "same address");
+    cp.check_running()?;
+    eventually("the old client reaches the new API server", || async {
+        api.get_opt("before").await.is_ok_and(|c| c.is_some())
+    })
+    .await;
+    api.create(
+        &PostParams::default(),
+        &ConfigMap {
+            metadata: meta("after"),
+            ..ConfigMap::default()
+        },
+    )
+    .await?;
+    cp.stop();
+    Ok(())
+}

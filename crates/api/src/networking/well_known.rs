@@ -156,6 +156,10 @@ pub mod reasons {
 
     /// NetworkBinding `Ready=False`: the Network does not exist.
     pub const NETWORK_NOT_FOUND: &str = "NetworkNotFound";
+    /// NetworkBinding `Ready=False`, and Instance `AddressesAllocated=False`: the Network
+    /// named is in another namespace, and a namespace's objects attach only to its own
+    /// Networks.
+    pub const CROSS_NAMESPACE_NETWORK: &str = "CrossNamespaceNetwork";
     /// NetworkBinding `Ready=False`: the project may not use the Location.
     pub const LOCATION_NOT_AVAILABLE: &str = "LocationNotAvailable";
     /// NetworkBinding `Ready=False`: the NetworkContext exists but is not ready.

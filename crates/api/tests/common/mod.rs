@@ -130,6 +130,40 @@ impl Env {
         self.post(obj.clone(), true).await
     }
 
+    /// Creates one raw object as [`create_dry_run`](Self::create_dry_run) validates it, for
+    /// real.
+    pub async fn create_object(
+        &self,
+        obj: &serde_json::Value,
+    ) -> Result<serde_json::Value, kube::Error> {
+        self.post(obj.clone(), false).await
+    }
+
+    /// Deletes one raw object (in the background: dependents go through the garbage
+    /// collector). An object already gone is not an error.
+    pub async fn delete_object(&self, obj: &serde_json::Value) -> Result<(), kube::Error> {
+        let typed: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": obj["apiVersion"], "kind": obj["kind"], "metadata": {}
+        }))
+        .expect("apiVersion and kind are strings");
+        let (resource, caps) = self.resource(&typed).await;
+        let api: Api<DynamicObject> = match caps.scope {
+            Scope::Namespaced => {
+                Api::namespaced_with(self.client.clone(), &self.namespace, &resource)
+            }
+            Scope::Cluster => Api::all_with(self.client.clone(), &resource),
+        };
+        let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+        match api
+            .delete(name, &kube::api::DeleteParams::background())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
     async fn post(
         &self,
         mut obj: serde_json::Value,

@@ -11,6 +11,7 @@
 //!
 //! | situation | Ready | reason |
 //! |---|---|---|
+//! | Network in another namespace (never read, no context made) | False | `CrossNamespaceNetwork` |
 //! | Network missing | False | `NetworkNotFound` |
 //! | context not Ready | False | `NetworkContextNotReady` |
 //! | context Ready | True | `NetworkContextReady` |
@@ -145,6 +146,24 @@ pub async fn reconcile(
     let namespace = binding.namespace().ok_or(BindingError::NoNamespace)?;
     let network_namespace = network_namespace(&binding).unwrap_or_else(|| namespace.clone());
     let network_name = binding.spec.network.name.clone();
+    if network_namespace != namespace {
+        let message = super::cross_namespace_message(
+            "spec.network.namespace",
+            &network_namespace,
+            &network_name,
+            &namespace,
+        );
+        report(
+            &context,
+            &binding,
+            &namespace,
+            None,
+            reasons::CROSS_NAMESPACE_NETWORK,
+            message,
+        )
+        .await?;
+        return Ok(Action::await_change());
+    }
     let networks: Api<Network> = context.api_in(&network_namespace);
     let Some(network) = networks
         .get_opt(&network_name)

@@ -17,9 +17,15 @@
 //! NetworkContext of its location changes; an exhausted subnet is re-listed before it is
 //! declared full again, so freed addresses are found.
 //!
-//! Addresses live in the Network's namespace. An Instance in another namespace cannot own
-//! them (owner references do not cross namespaces); its addresses are released explicitly
-//! when it no longer needs them, and otherwise outlive it.
+//! An interface naming a Network in another namespace is refused: `AddressesAllocated` (and
+//! so `Ready`) stays False with reason `CrossNamespaceNetwork` and a message naming
+//! `spec.networkInterfaces[i].network.namespace`, no address is allocated and the gate stays,
+//! so no provider ever attaches the Instance to another namespace's Network. (CRD validation
+//! cannot see an object's namespace, so admission cannot refuse it.)
+//!
+//! Addresses live in the Network's namespace, which is the Instance's own; addresses held
+//! from elsewhere (an Instance written before this rule) are released explicitly when it no
+//! longer needs them.
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
@@ -187,6 +193,17 @@ async fn resolve(
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| namespace.to_owned());
     let network_name = &interface.network.name;
+    if network_namespace != namespace {
+        return Ok(Resolved::Waiting(
+            reasons::CROSS_NAMESPACE_NETWORK,
+            super::cross_namespace_message(
+                &format!("spec.networkInterfaces[{index}].network.namespace"),
+                &network_namespace,
+                network_name,
+                namespace,
+            ),
+        ));
+    }
     let get_error = |what: String| move |e| InstanceNetworkError::Get(what, e);
     let Some(network) = context
         .api_in::<Network>(&network_namespace)

@@ -12,6 +12,11 @@
 //! [`crate::ipam`]'s. Cleanup is the garbage collector's: Network → NetworkContext →
 //! Subnet → its block, and Instance → its addresses, all by owner references. No finalizer
 //! is needed: nothing outside the API server holds an allocation.
+//!
+//! A namespace's objects attach only to its own Networks: a NetworkBinding or an Instance
+//! interface naming a Network in another namespace is refused with reason
+//! `CrossNamespaceNetwork` ([`cross_namespace_message`] names the field), and nothing is
+//! created or allocated for it.
 
 pub mod binding;
 pub mod instance_network;
@@ -63,4 +68,17 @@ pub async fn run(context: Context, shutdown: impl Future<Output = ()> + Send + S
         let _ = tx.send(());
     };
     let (_, _) = futures::future::join(controllers, trigger).await;
+}
+
+/// Why a reference to a Network in another namespace is refused, naming the field.
+pub fn cross_namespace_message(
+    field: &str,
+    network_namespace: &str,
+    network_name: &str,
+    namespace: &str,
+) -> String {
+    format!(
+        "{field}: Network {network_namespace}/{network_name} is in another namespace; \
+         only Networks in namespace {namespace} may be attached"
+    )
 }
