@@ -365,7 +365,10 @@ async fn a_vm_joins_its_contexts_vpc_subnetwork_with_firewalls_from_its_policy()
     );
 }
 
-#[tokio::test]
+/// The bucket is measured on tokio's virtual clock, not the wall clock: once paused, time
+/// only moves when every task waits on a timer, so the elapsed virtual time is exactly the
+/// rate limiter's waits, however loaded the machine is.
+#[tokio::test(flavor = "current_thread")]
 async fn calls_to_one_project_share_its_rate_limit() {
     let fake = Fake::start(1).await;
     let mut config = common::config("direct", &fake.healthy);
@@ -385,15 +388,22 @@ async fn calls_to_one_project_share_its_rate_limit() {
     let spec = context_spec();
     let settings = common::location_settings();
     let r = resource::<NetworkContext>(&spec, &settings, "u8");
-    let start = std::time::Instant::now();
+    let requests = |fake: &Fake| fake.healthy.faults.requests();
+    let before = requests(&fake);
+    tokio::time::pause();
+    let start = tokio::time::Instant::now();
     for _ in 0..5 {
         compute.observe(&r).await.expect("observes");
     }
-    // One call from the burst, then four at 10/s.
+    let calls = requests(&fake) - before;
+    assert!(calls >= 5, "each observe calls the API: {calls}");
+    // One call from the burst, then every further call waits 100 ms for its token.
+    let waited = start.elapsed();
+    let expected =
+        std::time::Duration::from_millis(100) * u32::try_from(calls - 1).unwrap_or(u32::MAX);
     assert!(
-        start.elapsed() >= std::time::Duration::from_millis(350),
-        "{:?}",
-        start.elapsed()
+        waited + std::time::Duration::from_millis(1) >= expected,
+        "{calls} calls at 10/s with burst 1 waited only {waited:?} of virtual time"
     );
 }
 

@@ -67,6 +67,8 @@ struct State {
     hang_after_insert: bool,
     one_shots: VecDeque<OneShot>,
     operation_errors: VecDeque<(String, InjectedError)>,
+    /// Authenticated API requests this listener received.
+    requests: u64,
 }
 
 /// The faults of one listener; cheap to clone, shared with the server.
@@ -116,8 +118,15 @@ impl Faults {
         self.with(|s| *s = State::default());
     }
 
+    /// How many authenticated Compute Engine and Secret Manager requests this listener
+    /// received (since it opened or was last [`Faults::clear`]ed).
+    pub fn requests(&self) -> u64 {
+        self.with(|s| s.requests)
+    }
+
     pub(crate) fn request_error(&self, method: &str, path: &str) -> Option<InjectedError> {
         self.with(|s| {
+            s.requests += 1;
             if let Some(error) = &s.fail_all {
                 return Some(error.clone());
             }
