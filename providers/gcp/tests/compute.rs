@@ -575,6 +575,15 @@ async fn vm_instances_share_a_template_with_ssh_keys_disks_and_user_data_and_it_
         vec!["default".to_owned()],
         "only the project's own network is left"
     );
+
+    // The same revision again, after its template was collected: the template is made
+    // again (not answered from the earlier request ID's operation) and the instance runs.
+    let c = with_annotations(&resized, &settings, "v4", &annotations);
+    let id_c = compute.create(&c).await.expect("created again");
+    assert_eq!(templates(&fake).len(), 1, "{:?}", fake.names());
+    ExternalClient::<Instance>::delete(&compute, &id_c, &c)
+        .await
+        .expect("deleted");
 }
 
 #[tokio::test]

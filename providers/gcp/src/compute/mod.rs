@@ -312,21 +312,49 @@ impl Compute {
         body: &Value,
         query: &[(&str, String)],
     ) -> Result<(), ApiError> {
-        let request_id = request_id(&format!("insert {collection} {query:?} {body}"));
-        let mut query = query.to_vec();
-        query.push(("requestId", request_id));
+        let seed = format!("insert {collection} {query:?} {body}");
+        let mut params = query.to_vec();
+        params.push(("requestId", request_id(&seed)));
+        let inserted = self.insert_once(collection, body, &params).await?;
+        // Compute Engine answers a request ID it has seen with the original operation, even
+        // when what that made has since been deleted (the same template made again after
+        // it was collected): then insert again under a new ID.
+        let name = body["name"].as_str().unwrap_or_default();
+        if inserted
+            && !name.is_empty()
+            && self.get(&format!("{collection}/{name}")).await?.is_none()
+        {
+            let nonce = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default();
+            let mut params = query.to_vec();
+            params.push(("requestId", request_id(&format!("{seed} {nonce}"))));
+            self.insert_once(collection, body, &params).await?;
+        }
+        Ok(())
+    }
+
+    /// One insert call, waited for: `true` when an operation ran, `false` when the resource
+    /// already existed (adopted).
+    async fn insert_once(
+        &self,
+        collection: &str,
+        body: &Value,
+        query: &[(&str, String)],
+    ) -> Result<bool, ApiError> {
         match self
-            .call(http::Method::POST, collection, &query, Some(body))
+            .call(http::Method::POST, collection, query, Some(body))
             .await
         {
-            Ok(operation) => self.wait(operation).await.map(|_| ()),
+            Ok(operation) => self.wait(operation).await.map(|_| true),
             Err(e) if e.is_already_exists() => {
                 tracing::info!(
                     collection,
                     name = body["name"].as_str().unwrap_or_default(),
                     "already exists; adopting"
                 );
-                Ok(())
+                Ok(false)
             }
             Err(e) => Err(e),
         }
