@@ -14,6 +14,7 @@
 //! | [`connection`] | connecting with the ProviderConfig and its Secrets, reconnecting on change |
 //! | [`reconciler`] | the reconcile checklist shared by every kind |
 //! | [`runtime`] | wiring: controllers, Location filtering, leader election, metrics, health |
+//! | [`volume_source`] | a ConfigMap's or Secret's keys as a volume gets them |
 //! | [`cli`] | the flags and `main` every provider binary shares |
 //! | [`conformance`] | the suite every provider runs against itself on a real control plane |
 
@@ -25,6 +26,7 @@ pub mod managed;
 pub mod names;
 pub mod reconciler;
 pub mod runtime;
+pub mod volume_source;
 
 pub use external::{
     AssignedAddresses, ConnectError, Credentials, ExternalClient, ExternalResource, InstanceLive,

@@ -19,8 +19,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use datum_api::compute::InstanceSpec;
 use datum_provider::PlatformError;
-use k8s_openapi::api::core::v1::{ConfigMap, KeyToPath, Secret};
-use kube::Api;
+use datum_provider::volume_source::VolumeSource;
+use k8s_openapi::api::core::v1::KeyToPath;
 use serde_json::{Value, json};
 
 /// Where a sandbox host keeps the files of volume `name`; containers mount it from there.
@@ -138,41 +138,15 @@ pub async fn read(
                 format!("volume {name}: failed to read {label} {namespace}/{object}: {message}"),
             )
         };
-        let data: Option<BTreeMap<String, Vec<u8>>> = if kind == "secret" {
-            Api::<Secret>::namespaced(kube.clone(), namespace)
-                .get_opt(&object)
-                .await
-                .map_err(|e| failed(e.to_string()))?
-                .map(|s| {
-                    let mut data: BTreeMap<String, Vec<u8>> = s
-                        .data
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(k, v)| (k, v.0))
-                        .collect();
-                    for (k, v) in s.string_data.unwrap_or_default() {
-                        data.insert(k, v.into_bytes());
-                    }
-                    data
-                })
+        let source = if kind == "secret" {
+            VolumeSource::Secret
         } else {
-            Api::<ConfigMap>::namespaced(kube.clone(), namespace)
-                .get_opt(&object)
-                .await
-                .map_err(|e| failed(e.to_string()))?
-                .map(|c| {
-                    let mut data: BTreeMap<String, Vec<u8>> = c
-                        .data
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(k, v)| (k, v.into_bytes()))
-                        .collect();
-                    for (k, v) in c.binary_data.unwrap_or_default() {
-                        data.insert(k, v.0);
-                    }
-                    data
-                })
+            VolumeSource::ConfigMap
         };
+        let data = source
+            .read(kube, namespace, &object)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
         let data = match data {
             Some(data) => data,
             None if optional == Some(true) => BTreeMap::new(),

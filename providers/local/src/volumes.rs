@@ -10,8 +10,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use datum_api::compute::InstanceVolume;
-use k8s_openapi::api::core::v1::{ConfigMap, KeyToPath, Secret};
-use kube::Api;
+use datum_provider::volume_source::VolumeSource;
+use k8s_openapi::api::core::v1::KeyToPath;
 
 /// Errors from writing volume files.
 #[derive(Debug, thiserror::Error)]
@@ -101,41 +101,15 @@ pub async fn write_all(
             name: name.clone(),
             message,
         };
-        let data: Option<BTreeMap<String, Vec<u8>>> = if secret {
-            Api::<Secret>::namespaced(kube.clone(), namespace)
-                .get_opt(&name)
-                .await
-                .map_err(|e| read(e.to_string()))?
-                .map(|s| {
-                    let mut data: BTreeMap<String, Vec<u8>> = s
-                        .data
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(k, v)| (k, v.0))
-                        .collect();
-                    for (k, v) in s.string_data.unwrap_or_default() {
-                        data.insert(k, v.into_bytes());
-                    }
-                    data
-                })
+        let source = if secret {
+            VolumeSource::Secret
         } else {
-            Api::<ConfigMap>::namespaced(kube.clone(), namespace)
-                .get_opt(&name)
-                .await
-                .map_err(|e| read(e.to_string()))?
-                .map(|c| {
-                    let mut data: BTreeMap<String, Vec<u8>> = c
-                        .data
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(k, v)| (k, v.into_bytes()))
-                        .collect();
-                    for (k, v) in c.binary_data.unwrap_or_default() {
-                        data.insert(k, v.0);
-                    }
-                    data
-                })
+            VolumeSource::ConfigMap
         };
+        let data = source
+            .read(kube, namespace, &name)
+            .await
+            .map_err(|e| read(e.to_string()))?;
         let data = match data {
             Some(data) => data,
             None if optional == Some(true) => BTreeMap::new(),
