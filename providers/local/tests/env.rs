@@ -9,9 +9,8 @@ mod common;
 
 use std::process::{Child, Command, Stdio};
 
-use common::{Host, eventually};
+use common::{Host, eventually, location, running};
 use datum_api::compute::Instance;
-use datum_api::networking::{Location, LocationProvider, LocationSpec};
 use datum_api::provider_config::SecretKeyRef;
 use datum_api::provider_config::local::Registry;
 use datum_provider_local::{LocalProvider, names};
@@ -27,17 +26,6 @@ const USER: &str = "datum";
 const PASSWORD: &str = "pw-Zq81x-not-for-logs";
 /// `PASSWORD`, bcrypt (cost 5), as htpasswd holds it.
 const PASSWORD_BCRYPT: &str = "$2b$05$llzqGbSsQzy/MHG1rdrz4OJ7aMD3qc6jNcgHPir6XuPonNuixQCYG";
-
-async fn location(client: &kube::Client, name: &str) {
-    let spec = LocationSpec::new(
-        "self-managed",
-        LocationProvider::named("local", serde_json::Map::new()).expect("a provider Location"),
-    );
-    Api::<Location>::all(client.clone())
-        .create(&PostParams::default(), &Location::new(name, spec))
-        .await
-        .expect("the Location is created");
-}
 
 /// An Instance running `sleep` with `sandbox` merged into its sandbox and `container` into
 /// its one container.
@@ -86,10 +74,6 @@ fn condition(i: &Instance, type_: &str) -> Option<(String, String, String)> {
         .iter()
         .find(|c| c.type_ == type_)
         .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
-}
-
-fn running(i: &Instance) -> bool {
-    condition(i, "Running").is_some_and(|(status, _, _)| status == "True")
 }
 
 /// `Programmed=False` with `reason`: its message.
@@ -290,14 +274,7 @@ async fn env_comes_from_config_maps_and_secrets() {
             .await
             .expect("deletes");
     }
-    eventually("every Instance is gone", || async {
-        instances
-            .list(&Default::default())
-            .await
-            .ok()
-            .filter(|l| l.items.is_empty())
-    })
-    .await;
+    common::all_gone(&instances).await;
     running_provider.stop().await;
 }
 
@@ -520,14 +497,7 @@ async fn private_images_pull_with_pull_secrets_or_the_config_credentials() {
             .await
             .expect("deletes");
     }
-    eventually("every Instance is gone", || async {
-        instances
-            .list(&Default::default())
-            .await
-            .ok()
-            .filter(|l| l.items.is_empty())
-    })
-    .await;
+    common::all_gone(&instances).await;
     running_provider.stop().await;
     drop(registry);
 }

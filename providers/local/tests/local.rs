@@ -7,25 +7,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually, in_netns};
+use common::{address, eventually, in_netns, location, running};
 use datum_api::compute::Instance;
-use datum_api::networking::{Location, LocationProvider, LocationSpec};
 use datum_provider_local::instance::LABEL_EXTERNAL_NAME;
 use datum_provider_local::{LocalProvider, names};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::json;
-
-async fn location(client: &kube::Client, name: &str) {
-    let spec = LocationSpec::new(
-        "self-managed",
-        LocationProvider::named("local", serde_json::Map::new()).expect("a provider Location"),
-    );
-    Api::<Location>::all(client.clone())
-        .create(&PostParams::default(), &Location::new(name, spec))
-        .await
-        .expect("the Location is created");
-}
 
 fn instance(name: &str, location: &str, network: &str, image: &str) -> Instance {
     serde_json::from_value(json!({
@@ -48,25 +36,6 @@ fn instance(name: &str, location: &str, network: &str, image: &str) -> Instance 
         },
     }))
     .expect("a valid Instance")
-}
-
-fn running(i: &Instance) -> bool {
-    i.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Running" && c.status == "True"))
-}
-
-fn address(i: &Instance) -> Option<String> {
-    i.status
-        .as_ref()?
-        .network_interfaces
-        .as_ref()?
-        .first()?
-        .assignments
-        .as_ref()?
-        .network_ip
-        .clone()
 }
 
 #[tokio::test]
@@ -199,14 +168,7 @@ async fn instances_run_reach_their_network_only_and_leave_nothing() {
             .await
             .expect("deletes");
     }
-    eventually("every Instance is gone", || async {
-        instances
-            .list(&Default::default())
-            .await
-            .ok()
-            .filter(|l| l.items.is_empty())
-    })
-    .await;
+    common::all_gone(&instances).await;
     for (uid, _) in &ips {
         let left = containerd
             .containers_labelled(LABEL_EXTERNAL_NAME, &format!("datum-{uid}"))

@@ -12,9 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{eventually, qemus_under};
+use common::{address, eventually, location, qemus_under, running};
 use datum_api::compute::Instance;
-use datum_api::networking::{Location, LocationProvider, LocationSpec};
 use datum_api::provider_config::local::{DiskFormat, InstanceTypeResources};
 use datum_provider_local::{LocalProvider, names};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -40,17 +39,6 @@ fn vm_image() -> PathBuf {
     );
     let dir = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     PathBuf::from(dir.lines().last().unwrap_or_default())
-}
-
-async fn location(client: &kube::Client, name: &str) {
-    let spec = LocationSpec::new(
-        "self-managed",
-        LocationProvider::named("local", serde_json::Map::new()).expect("a provider Location"),
-    );
-    Api::<Location>::all(client.clone())
-        .create(&PostParams::default(), &Location::new(name, spec))
-        .await
-        .expect("the Location is created");
 }
 
 fn vm(name: &str, location: &str, network: &str) -> Instance {
@@ -103,25 +91,6 @@ fn container(name: &str, location: &str, network: &str, image: &str) -> Instance
         },
     }))
     .expect("a valid Instance")
-}
-
-fn running(i: &Instance) -> bool {
-    i.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Running" && c.status == "True"))
-}
-
-fn address(i: &Instance) -> Option<String> {
-    i.status
-        .as_ref()?
-        .network_interfaces
-        .as_ref()?
-        .first()?
-        .assignments
-        .as_ref()?
-        .network_ip
-        .clone()
 }
 
 /// `busybox nc` from inside `netns` to `ip:8080`: what the guest answered.
@@ -360,14 +329,7 @@ async fn a_vm_boots_is_reachable_keeps_its_disks_survives_a_restart_and_leaves_n
             .await
             .expect("deletes");
     }
-    eventually("every Instance is gone", || async {
-        instances
-            .list(&Default::default())
-            .await
-            .ok()
-            .filter(|l| l.items.is_empty())
-    })
-    .await;
+    common::all_gone(&instances).await;
     assert_eq!(qemus_under(&host.dir), Vec::<i32>::new(), "no QEMU left");
     assert!(
         !dir.exists(),

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Host, eventually, in_netns};
+use common::{Host, address, eventually, in_netns};
 use datum_api::compute::{Instance, Workload, WorkloadDeployment};
 use datum_api::networking::Network;
 use datum_provider::Options;
@@ -143,25 +143,6 @@ fn workload(
 /// Serves `ok` over HTTP on 8080 and 9090.
 const SERVE_TWO_PORTS: &str = "mkdir -p /www && echo ok > /www/index.html && httpd -p 9090 -h /www && exec httpd -f -p 8080 -h /www";
 
-fn condition(i: &Instance, type_: &str) -> bool {
-    i.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == type_ && c.status == "True"))
-}
-
-fn address(i: &Instance) -> Option<String> {
-    i.status
-        .as_ref()?
-        .network_interfaces
-        .as_ref()?
-        .first()?
-        .assignments
-        .as_ref()?
-        .network_ip
-        .clone()
-}
-
 /// The Ready instances of deployment `wd` with their addresses, once there are `count`.
 async fn ready(instances: &Api<Instance>, wd: &str, count: usize) -> Vec<(Instance, String)> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
@@ -171,7 +152,7 @@ async fn ready(instances: &Api<Instance>, wd: &str, count: usize) -> Vec<(Instan
             .items
             .iter()
             .filter(|i| i.name_any().starts_with(&format!("{wd}-")))
-            .filter(|i| condition(i, "Ready"))
+            .filter(|i| common::is_true(i, "Ready"))
             .filter_map(|i| address(i).map(|a| (i.clone(), a)))
             .collect();
         ready.sort_by_key(|(i, _)| i.name_any());
@@ -338,14 +319,7 @@ async fn workloads_get_ipam_addresses_their_network_only_and_their_policy() {
             .await
             .expect("deletes");
     }
-    eventually("every Instance is gone", || async {
-        instances
-            .list(&Default::default())
-            .await
-            .ok()
-            .filter(|l| l.items.is_empty())
-    })
-    .await;
+    common::all_gone(&instances).await;
     eventually("no namespace of this test is left", || async {
         host.namespaces().is_empty().then_some(())
     })
@@ -436,13 +410,6 @@ async fn a_busy_container_makes_the_autoscaler_add_an_instance() {
         .delete("busy", &DeleteParams::default())
         .await
         .expect("deletes");
-    eventually("every Instance is gone", || async {
-        instances
-            .list(&Default::default())
-            .await
-            .ok()
-            .filter(|l| l.items.is_empty())
-    })
-    .await;
+    common::all_gone(&instances).await;
     system.stop().await;
 }

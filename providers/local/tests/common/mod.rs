@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use datum_api::compute::Instance;
 use datum_api::provider_config::local::{
     Containerd as ContainerdSettings, Network, ProviderConfig, ProviderConfigSpec, Registry,
     default_instance_types, default_storage_classes,
@@ -376,4 +377,58 @@ pub fn kill_qemus_under(dir: &Path) {
     if !pids.is_empty() {
         std::thread::sleep(Duration::from_millis(300));
     }
+}
+
+/// Creates a Location served by the local provider.
+pub async fn location(client: &Client, name: &str) {
+    use datum_api::networking::{Location, LocationProvider, LocationSpec};
+    let spec = LocationSpec::new(
+        "self-managed",
+        LocationProvider::named("local", serde_json::Map::new()).expect("a provider Location"),
+    );
+    Api::<Location>::all(client.clone())
+        .create(
+            &kube::api::PostParams::default(),
+            &Location::new(name, spec),
+        )
+        .await
+        .expect("the Location is created");
+}
+
+/// Whether the Instance's condition `type_` is `True`.
+pub fn is_true(i: &Instance, type_: &str) -> bool {
+    i.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == type_ && c.status == "True"))
+}
+
+/// Whether the Instance reports `Running=True`.
+pub fn running(i: &Instance) -> bool {
+    is_true(i, "Running")
+}
+
+/// The first interface's address in the Instance's status.
+pub fn address(i: &Instance) -> Option<String> {
+    i.status
+        .as_ref()?
+        .network_interfaces
+        .as_ref()?
+        .first()?
+        .assignments
+        .as_ref()?
+        .network_ip
+        .clone()
+}
+
+/// Waits until the namespace of `instances` holds no Instance.
+pub async fn all_gone(instances: &Api<Instance>) {
+    eventually("every Instance is gone", || async {
+        instances
+            .list(&Default::default())
+            .await
+            .ok()
+            .filter(|l| l.items.is_empty())
+    })
+    .await;
 }
