@@ -819,6 +819,14 @@ async fn provider_roles_grant_what_the_sdk_does_and_nothing_more() {
             "sim.provider.datum.net"
         };
         refused.push(("get", other, "providerconfigs", None));
+        refused.push(("patch", networking, "networkpolicies", Some(&ns)));
+        if provider == "local" {
+            // It enforces NetworkPolicy objects; the others do not watch them.
+            allowed.push(("list", networking, "networkpolicies", Some(&ns)));
+            allowed.push(("watch", networking, "networkpolicies", None));
+        } else {
+            refused.push(("watch", networking, "networkpolicies", None));
+        }
         if provider != "sim" {
             // Instances' configMap and secret volumes (datum-provider-<p>-volumes).
             allowed.push(("get", "", "secrets", Some(&ns)));

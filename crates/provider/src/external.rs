@@ -28,6 +28,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::managed::ManagedKind;
+use crate::network_policy::SelectedNetworkPolicy;
 
 /// A provider: its name, its ProviderConfig kind, and how to connect.
 pub trait Provider: Send + Sync + 'static {
@@ -58,6 +59,15 @@ pub trait Provider: Send + Sync + 'static {
     fn secret_refs(&self, config: &Self::Config) -> Vec<SecretKeyRef> {
         let _ = config;
         Vec::new()
+    }
+
+    /// Whether the provider enforces NetworkPolicy objects. If so, the runtime watches them
+    /// (RBAC: `list` and `watch` on `networkpolicies`), passes each Instance the policies
+    /// that select it ([`ExternalResource::network_policies`]) and re-reconciles an
+    /// Instance when they change. Off by default: a provider that ignores them needs no
+    /// extra watch or permission.
+    fn enforces_network_policies(&self) -> bool {
+        false
     }
 
     /// Connects to the platform. An error becomes `Programmed=False` with reason
@@ -124,6 +134,13 @@ pub struct ExternalResource<'a, K: ManagedKind> {
     /// The object's annotations (for example `compute.datumapis.com/ssh-keys` on an
     /// Instance).
     pub annotations: &'a std::collections::BTreeMap<String, String>,
+    /// The object's labels.
+    pub labels: &'a std::collections::BTreeMap<String, String>,
+    /// For Instances of a provider that [enforces network
+    /// policies](Provider::enforces_network_policies): the NetworkPolicies that select the
+    /// instance, in name order, peers resolved to addresses. Empty otherwise. An observe
+    /// that finds them enforced differently reports the resource out of date.
+    pub network_policies: Vec<SelectedNetworkPolicy>,
 }
 
 /// The addresses IPAM allocated to one interface; a provider configures these rather than

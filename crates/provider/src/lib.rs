@@ -11,6 +11,7 @@
 //! | [`external`] | the seam: the traits a provider implements and the types they exchange |
 //! | [`managed`] | how the runtime reads and writes each Datum kind a provider manages |
 //! | [`names`] | the finalizer and annotations the runtime puts on objects |
+//! | [`network_policy`] | NetworkPolicies that select an Instance, peers resolved; the re-reconcile trigger |
 //! | [`connection`] | connecting with the ProviderConfig and its Secrets, reconnecting on change |
 //! | [`reconciler`] | the reconcile checklist shared by every kind |
 //! | [`runtime`] | wiring: controllers, Location filtering, leader election, metrics, health |
@@ -24,6 +25,7 @@ pub mod connection;
 pub mod external;
 pub mod managed;
 pub mod names;
+pub mod network_policy;
 pub mod reconciler;
 pub mod runtime;
 pub mod volume_source;
@@ -32,4 +34,5 @@ pub use external::{
     AssignedAddresses, ConnectError, Credentials, ExternalClient, ExternalResource, InstanceLive,
     InterfaceAddresses, NetworkLive, Observation, PlatformError, PowerState, Provider, Usage,
 };
+pub use network_policy::{PeerInstance, ResolvedPeer, ResolvedRule, SelectedNetworkPolicy};
 pub use runtime::{Options, run};

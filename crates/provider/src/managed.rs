@@ -86,6 +86,15 @@ pub trait ManagedKind:
         Vec::new()
     }
 
+    /// The NetworkPolicies that select the object, resolved (Instances only).
+    fn network_policies(
+        &self,
+        index: &crate::network_policy::PolicyIndex,
+    ) -> Vec<crate::network_policy::SelectedNetworkPolicy> {
+        let _ = index;
+        Vec::new()
+    }
+
     /// The `status` to write for `outcome`, or `None` when the current status already says
     /// it.
     fn status_for(&self, outcome: &Outcome<Self::Live>) -> Option<serde_json::Value>;
@@ -159,6 +168,13 @@ impl ManagedKind for Instance {
                 }
             })
             .collect()
+    }
+
+    fn network_policies(
+        &self,
+        index: &crate::network_policy::PolicyIndex,
+    ) -> Vec<crate::network_policy::SelectedNetworkPolicy> {
+        index.selecting(self)
     }
 
     fn status_for(&self, outcome: &Outcome<InstanceLive>) -> Option<serde_json::Value> {

@@ -80,6 +80,8 @@ pub struct Context<P: Provider> {
     pub resync: Duration,
     /// How soon an object is observed again after a create or update.
     pub progress_requeue: Duration,
+    /// NetworkPolicies, if the provider enforces them.
+    pub network_policies: Option<crate::network_policy::PolicyIndex>,
 }
 
 /// Where the object's Location stands for this provider.
@@ -422,6 +424,13 @@ where
             location_settings: settings,
             assigned: self.obj.assigned(),
             annotations: self.obj.annotations(),
+            labels: self.obj.labels(),
+            network_policies: self
+                .ctx
+                .network_policies
+                .as_ref()
+                .map(|index| self.obj.network_policies(index))
+                .unwrap_or_default(),
         }
     }
 

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use datum_api::compute::Instance;
-use datum_api::networking::{Location, NetworkContext, Subnet};
+use datum_api::networking::{Location, NetworkContext, NetworkPolicy, Subnet};
 use datum_runtime::backoff::Backoff;
 use datum_runtime::health::{self, Health};
 use datum_runtime::leader::{self, Leadership, LeaseOptions};
@@ -24,6 +24,7 @@ use datum_runtime::metrics::Metrics;
 use datum_runtime::rate_limit::TokenBucket;
 use datum_runtime::shutdown::CancellationToken;
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use kube::runtime::controller::{Config, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
@@ -35,6 +36,7 @@ use crate::connection::Connection;
 use crate::external::{ExternalClient, Provider};
 use crate::managed::ManagedKind;
 use crate::names::Names;
+use crate::network_policy::PolicyIndex;
 use crate::reconciler::{self, Context};
 
 /// Errors that stop the provider process.
@@ -52,6 +54,9 @@ pub enum Error {
     /// The Location cache never synced.
     #[error("failed to list Locations: {0}")]
     Locations(String),
+    /// The NetworkPolicy or Instance cache never synced.
+    #[error("failed to list NetworkPolicies and Instances: {0}")]
+    NetworkPolicies(String),
 }
 
 /// How the runtime behaves.
@@ -171,6 +176,14 @@ pub async fn run<P: Provider>(
         .await
         .map_err(|e| Error::Locations(e.to_string()))?;
 
+    let (network_policies, instance_triggers, policy_task) = if provider.enforces_network_policies()
+    {
+        let (index, triggers, task) = watch_network_policies(&kube, &options).await?;
+        (Some(index), Some(triggers), Some(task))
+    } else {
+        (None, None, None)
+    };
+
     let context = Arc::new(Context {
         provider: provider.clone(),
         kube: kube.clone(),
@@ -190,13 +203,14 @@ pub async fn run<P: Provider>(
         metrics,
         resync: options.resync,
         progress_requeue: options.progress_requeue,
+        network_policies,
     });
 
     health.set_ready(true);
     let controllers = futures::future::join3(
-        controller::<P, Instance>(context.clone(), &options, stop.clone()),
-        controller::<P, NetworkContext>(context.clone(), &options, stop.clone()),
-        controller::<P, Subnet>(context.clone(), &options, stop.clone()),
+        controller::<P, Instance>(context.clone(), &options, stop.clone(), instance_triggers),
+        controller::<P, NetworkContext>(context.clone(), &options, stop.clone(), None),
+        controller::<P, Subnet>(context.clone(), &options, stop.clone(), None),
     );
     tokio::pin!(controllers);
     // Once stopping, in-flight reconciles get `shutdown_grace` to finish; a platform call
@@ -232,15 +246,98 @@ pub async fn run<P: Provider>(
     stop.cancel();
     health.set_ready(false);
     location_task.abort();
+    if let Some(task) = policy_task {
+        task.abort();
+    }
     if let Some(leadership) = leadership {
         leadership.release().await?;
     }
     Ok(())
 }
 
-/// Runs the controller of kind `K` until `stop` fires.
-async fn controller<P, K>(context: Arc<Context<P>>, options: &Options, stop: CancellationToken)
-where
+/// Watches NetworkPolicies and Instances into a [`PolicyIndex`] and, on every event,
+/// yields the Instances whose resolved policies changed. Returns once both caches are
+/// filled, so no Instance is first reconciled without its policies.
+async fn watch_network_policies(
+    kube: &Client,
+    options: &Options,
+) -> Result<
+    (
+        PolicyIndex,
+        BoxStream<'static, ObjectRef<Instance>>,
+        tokio::task::JoinHandle<()>,
+    ),
+    Error,
+> {
+    let (policies, policy_writer) = reflector::store::<NetworkPolicy>();
+    let (instances, instance_writer) = reflector::store::<Instance>();
+    let (policy_api, instance_api): (Api<NetworkPolicy>, Api<Instance>) = match &options.namespace {
+        Some(namespace) => (
+            Api::namespaced(kube.clone(), namespace),
+            Api::namespaced(kube.clone(), namespace),
+        ),
+        None => (Api::all(kube.clone()), Api::all(kube.clone())),
+    };
+    // Which namespace an event touched: `Some(None)` for a (re)listed cache, all of them.
+    fn touched<K: kube::Resource>(
+        event: Result<watcher::Event<K>, watcher::Error>,
+    ) -> Option<Option<String>> {
+        match event {
+            Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) => Some(o.namespace()),
+            Ok(watcher::Event::InitDone) => Some(None),
+            _ => None,
+        }
+    }
+    let policy_events = watcher(policy_api, watcher::Config::default())
+        .default_backoff()
+        .modify(|p| p.managed_fields_mut().clear())
+        .reflect(policy_writer)
+        .filter_map(|e| futures::future::ready(touched(e)));
+    let instance_events = watcher(instance_api, watcher::Config::default())
+        .default_backoff()
+        .modify(|i| i.managed_fields_mut().clear())
+        .reflect(instance_writer)
+        .filter_map(|e| futures::future::ready(touched(e)));
+    let index = PolicyIndex::new(policies.clone(), instances.clone());
+    let (sender, receiver) = futures::channel::mpsc::unbounded();
+    let task = {
+        let index = index.clone();
+        tokio::spawn(async move {
+            let mut events =
+                futures::stream::select(policy_events.boxed(), instance_events.boxed());
+            while let Some(namespace) = events.next().await {
+                for instance in index.affected(namespace.as_deref()) {
+                    tracing::debug!(
+                        namespace = instance.namespace.as_deref().unwrap_or_default(),
+                        name = instance.name,
+                        "network policies changed; reconciling the instance"
+                    );
+                    if sender.unbounded_send(instance).is_err() {
+                        return;
+                    }
+                }
+            }
+        })
+    };
+    let ready = async {
+        policies.wait_until_ready().await?;
+        instances.wait_until_ready().await
+    };
+    if let Err(e) = ready.await {
+        task.abort();
+        return Err(Error::NetworkPolicies(e.to_string()));
+    }
+    Ok((index, receiver.boxed(), task))
+}
+
+/// Runs the controller of kind `K` until `stop` fires; `triggers` names objects to
+/// reconcile besides those whose own events or Location changed.
+async fn controller<P, K>(
+    context: Arc<Context<P>>,
+    options: &Options,
+    stop: CancellationToken,
+    triggers: Option<BoxStream<'static, ObjectRef<K>>>,
+) where
     P: Provider,
     P::Client: ExternalClient<K>,
     K: ManagedKind,
@@ -258,6 +355,7 @@ where
         .applied_objects();
     let by_location = reader.clone();
     let reconnected = config_changes(context.connection.subscribe());
+    let triggers = triggers.unwrap_or_else(|| futures::stream::pending().boxed());
     Controller::for_stream(objects, reader)
         .with_config(Config::default().concurrency(options.concurrency))
         .watches(
@@ -274,6 +372,7 @@ where
             },
         )
         .reconcile_all_on(reconnected)
+        .reconcile_on(triggers)
         .graceful_shutdown_on(stop.cancelled_owned())
         .run(
             reconciler::reconcile::<P, K>,

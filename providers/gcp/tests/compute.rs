@@ -47,6 +47,8 @@ fn named<'a, K: datum_provider::managed::ManagedKind>(
             ..Default::default()
         }],
         annotations: &NO_ANNOTATIONS,
+        labels: &NO_ANNOTATIONS,
+        network_policies: Vec::new(),
     }
 }
 

@@ -124,6 +124,8 @@ async fn a_sandbox_secret_volume_reaches_the_vm_through_secret_manager_only() {
         location_settings: &settings,
         assigned: vec![],
         annotations: &annotations,
+        labels: &annotations,
+        network_policies: Vec::new(),
     };
     let id = compute.create(&r).await.expect("created");
     let instance = h

@@ -289,6 +289,8 @@ async fn time_provider(
         location_settings: &settings,
         assigned: Vec::new(),
         annotations: &annotations,
+        labels: &annotations,
+        network_policies: Vec::new(),
     };
     let started = Instant::now();
     let id = host

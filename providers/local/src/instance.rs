@@ -293,49 +293,91 @@ impl LocalHost {
         Ok(planned)
     }
 
-    /// Named ports of the instance's containers, for policies that name them.
+    /// Named ports of the instance's containers or VM, for policies that name them.
     fn named_ports(spec: &InstanceSpec) -> crate::policy::NamedPorts {
-        spec.runtime
-            .sandbox
-            .iter()
-            .flat_map(|s| &s.containers)
-            .flat_map(|c| c.ports.iter().flatten())
-            .map(|p| {
-                let protocol = p.protocol.clone().unwrap_or_else(|| "TCP".to_owned());
-                (p.name.clone(), (p.port, protocol))
-            })
+        datum_provider::network_policy::named_ports(spec)
+            .into_iter()
+            .map(|(name, port, protocol)| (name, (port, protocol)))
             .collect()
     }
 
-    /// Loads the interfaces' network policies: before the interfaces are attached, so an
-    /// instance is never reachable more widely than its policy says.
+    /// The policy layers of the instance whose interfaces have `addresses` (per index).
+    fn policy_fragment(
+        r: &ExternalResource<'_, Instance>,
+        addresses: &[(usize, Vec<IpAddr>)],
+    ) -> crate::firewall::Fragment {
+        let interfaces: Vec<crate::network_policy::Interface<'_>> = addresses
+            .iter()
+            .filter_map(|(index, addresses)| {
+                let spec = r.spec.network_interfaces.get(*index)?;
+                let namespace = spec.network.namespace.as_deref().unwrap_or(r.namespace);
+                Some(crate::network_policy::Interface {
+                    index: *index,
+                    network: (namespace.to_owned(), spec.network.name.clone()),
+                    addresses: addresses.clone(),
+                    policy: spec.network_policy.as_ref(),
+                })
+            })
+            .collect();
+        crate::network_policy::fragment(
+            &r.external_name,
+            r.namespace,
+            &interfaces,
+            &r.network_policies,
+            &Self::named_ports(r.spec),
+        )
+    }
+
+    /// Loads the instance's policy layers: before the interfaces are attached, so an
+    /// instance is never reachable more widely than its policies say.
     pub async fn ensure_policies(
         &self,
         r: &ExternalResource<'_, Instance>,
         planned: &[PlannedInterface],
     ) -> Result<(), Error> {
-        let named = Self::named_ports(r.spec);
-        let statements: Vec<String> = planned
+        let addresses: Vec<(usize, Vec<IpAddr>)> = planned
             .iter()
-            .filter_map(|p| {
-                let policy = r
-                    .spec
-                    .network_interfaces
-                    .get(p.index)?
-                    .network_policy
-                    .as_ref()?;
-                Some(
-                    p.addresses
-                        .iter()
-                        .flat_map(|a| crate::policy::statements(a.address, policy, &named))
-                        .collect::<Vec<_>>(),
-                )
-            })
-            .flatten()
+            .map(|p| (p.index, p.addresses.iter().map(|a| a.address).collect()))
             .collect();
-        self.set_policies(&location(r.spec), &r.external_name, &statements)
+        let fragment = Self::policy_fragment(r, &addresses);
+        self.set_policies(&location(r.spec), &r.external_name, &fragment)
             .await?;
         Ok(())
+    }
+
+    /// Whether the loaded policy layers are what the instance's interface policies and the
+    /// NetworkPolicies selecting it ask for now. Reads the addresses without allocating.
+    pub fn policies_current(&self, r: &ExternalResource<'_, Instance>) -> bool {
+        let addresses: Vec<(usize, Vec<IpAddr>)> = (0..r.spec.network_interfaces.len())
+            .map(|index| (index, self.current_addresses(r, index)))
+            .collect();
+        let wanted = Self::policy_fragment(r, &addresses);
+        self.recorded_policies(&location(r.spec), &r.external_name) == wanted
+    }
+
+    /// The addresses interface `index` has (or will have): IPAM's, else the fallback
+    /// allocator's if it gave one.
+    fn current_addresses(&self, r: &ExternalResource<'_, Instance>, index: usize) -> Vec<IpAddr> {
+        let assigned: Vec<IpAddr> = r
+            .assigned
+            .get(index)
+            .into_iter()
+            .flat_map(|a| [a.network_ip.as_deref(), a.network_ipv6.as_deref()])
+            .flatten()
+            .filter_map(|ip| ip.parse().ok())
+            .collect();
+        if !assigned.is_empty() {
+            return assigned;
+        }
+        let Some(key) = network_keys(r).into_iter().nth(index) else {
+            return Vec::new();
+        };
+        let owner = format!("{}/{index}", r.external_name);
+        self.ipam
+            .find_network(&key)
+            .and_then(|range| self.ipam.find_address(range, &owner))
+            .map(|a: Ipv4Addr| vec![IpAddr::V4(a)])
+            .unwrap_or_default()
     }
 
     /// Network namespace, interfaces and addresses.
@@ -529,7 +571,10 @@ impl LocalHost {
         };
         Ok(Observation::Exists {
             id: r.external_name.clone(),
-            up_to_date: complete && current && power == PowerState::Running,
+            up_to_date: complete
+                && current
+                && power == PowerState::Running
+                && self.policies_current(r),
             live: InstanceLive {
                 provider_id: Some(format!("local://{}", r.external_name)),
                 addresses,
@@ -549,7 +594,8 @@ impl LocalHost {
             self.containerd.delete_container(&c.id).await?;
         }
         let location = location(r.spec);
-        self.set_policies(&location, &r.external_name, &[]).await?;
+        self.set_policies(&location, &r.external_name, &Default::default())
+            .await?;
         let location_netns = self.names.location_netns(&location);
         if netns::exists(&location_netns) {
             let link = bridge::Netlink::open(&location_netns)?;
@@ -654,6 +700,18 @@ impl ExternalClient<Instance> for LocalHost {
         r: &ExternalResource<'_, Instance>,
     ) -> Result<(), PlatformError> {
         self.check_reachable().await?;
+        // Policies first and on their own: a changed NetworkPolicy or peer is enforced even
+        // while a registry or a ConfigMap is unavailable, and restarts nothing.
+        if !self.policies_current(r) {
+            let planned = self.plan_interfaces(r).await?;
+            self.ensure_policies(r, &planned).await?;
+            if let Observation::Exists {
+                up_to_date: true, ..
+            } = self.observe(r).await?
+            {
+                return Ok(());
+            }
+        }
         if r.spec.runtime.virtual_machine.is_some() {
             return Ok(self.ensure_vm(r).await?);
         }

@@ -19,8 +19,9 @@
 //! | [`netns`] | provider-owned network namespaces |
 //! | [`bridge`] | bridges, veth pairs, addresses and routes over rtnetlink |
 //! | [`containerd`] | the containerd daemon and client: containers and tasks |
-//! | [`firewall`] | nftables isolation between networks |
+//! | [`firewall`] | nftables isolation between networks; loading policy fragments |
 //! | [`policy`] | interface network policies as nftables statements |
+//! | [`network_policy`] | an instance's policy layers (interface policy, NetworkPolicy objects) as chains and sets |
 //! | [`image`] | pulling images and unpacking them on disk |
 //! | [`provider`] | [`LocalProvider`] and the connected [`LocalHost`] |
 //! | [`instance`] | instances as containers: observe / create / update / delete |
@@ -38,6 +39,7 @@ pub mod ipam;
 pub mod names;
 pub mod netns;
 pub mod network;
+pub mod network_policy;
 pub mod policy;
 pub mod provider;
 pub mod runtime_spec;

@@ -15,7 +15,7 @@ use datum_provider::{ExternalClient, ExternalResource, NetworkLive, Observation,
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::firewall::{self, BridgeRule};
+use crate::firewall::{self, BridgeRule, Fragment, Ruleset};
 use crate::ipam;
 use crate::provider::LocalHost;
 use crate::{bridge, names, netns};
@@ -131,13 +131,13 @@ impl LocalHost {
         })
     }
 
-    /// Records the policy statements of an instance (none: removes them) and reloads the
+    /// Records the policy layers of an instance (empty: removes them) and reloads the
     /// Location's rules.
     pub async fn set_policies(
         &self,
         location: &str,
         external_name: &str,
-        statements: &[String],
+        fragment: &Fragment,
     ) -> Result<(), Error> {
         let _guard = self.network_lock.lock().await;
         let location_netns = self.names.location_netns(location);
@@ -147,15 +147,18 @@ impl LocalHost {
             path: path.clone(),
             source,
         };
-        if statements.is_empty() {
+        if fragment.is_empty() {
             match std::fs::remove_file(&path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(record(e)),
                 _ => {}
             }
+            // The directory goes with its last file.
+            let _ = std::fs::remove_dir(&dir);
         } else {
             std::fs::create_dir_all(&dir).map_err(record)?;
             let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, statements.join("\n")).map_err(record)?;
+            let body = serde_json::to_vec(fragment).unwrap_or_default();
+            std::fs::write(&tmp, body).map_err(record)?;
             std::fs::rename(&tmp, &path).map_err(record)?;
         }
         if netns::exists(&location_netns) {
@@ -163,6 +166,16 @@ impl LocalHost {
             self.refresh_firewall(&location_netns, &link).await?;
         }
         Ok(())
+    }
+
+    /// The policy layers recorded for an instance (none: empty).
+    pub fn recorded_policies(&self, location: &str, external_name: &str) -> Fragment {
+        let location_netns = self.names.location_netns(location);
+        let path = policy_dir(&self.state_dir, &location_netns).join(external_name);
+        std::fs::read(path)
+            .ok()
+            .and_then(|body| serde_json::from_slice(&body).ok())
+            .unwrap_or_default()
     }
 
     async fn refresh_firewall(
@@ -177,24 +190,45 @@ impl LocalHost {
             let gateways = link.addresses(&bridge).await?;
             rules.push(BridgeRule { bridge, gateways });
         }
-        let mut policies: Vec<(String, String)> =
+        let mut fragments: Vec<(String, Fragment)> =
             std::fs::read_dir(policy_dir(&self.state_dir, location_netns))
                 .into_iter()
                 .flatten()
                 .filter_map(Result::ok)
                 .filter(|e| e.path().extension().is_none())
                 .filter_map(|e| {
-                    let body = std::fs::read_to_string(e.path()).ok()?;
-                    Some((e.file_name().to_string_lossy().into_owned(), body))
+                    let body = std::fs::read(e.path()).ok()?;
+                    Some((
+                        e.file_name().to_string_lossy().into_owned(),
+                        serde_json::from_slice(&body).ok()?,
+                    ))
                 })
                 .collect();
-        policies.sort();
-        let statements: Vec<String> = policies
-            .iter()
-            .flat_map(|(_, body)| body.lines().map(str::to_owned))
-            .collect();
-        firewall::apply(location_netns, &rules, &statements).await?;
+        fragments.sort_by(|a, b| a.0.cmp(&b.0));
+        let fragments: Vec<Fragment> = fragments.into_iter().map(|(_, f)| f).collect();
+        let ruleset = Ruleset::new(&rules, &fragments);
+        let applied = self.applied_rules(location_netns);
+        if let Err(e) = firewall::apply(location_netns, &ruleset, applied.as_ref()).await {
+            self.forget_rules(location_netns);
+            return Err(e.into());
+        }
+        if let Ok(mut map) = self.applied_rules.lock() {
+            map.insert(location_netns.to_owned(), ruleset);
+        }
         Ok(())
+    }
+
+    fn applied_rules(&self, location_netns: &str) -> Option<Ruleset> {
+        self.applied_rules
+            .lock()
+            .ok()
+            .and_then(|m| m.get(location_netns).cloned())
+    }
+
+    fn forget_rules(&self, location_netns: &str) {
+        if let Ok(mut map) = self.applied_rules.lock() {
+            map.remove(location_netns);
+        }
     }
 
     /// The recorded Subnets.
@@ -256,6 +290,7 @@ impl LocalHost {
         if link.links("br-").await?.is_empty() {
             drop(link);
             netns::remove(&location_netns)?;
+            self.forget_rules(&location_netns);
         } else {
             self.refresh_firewall(&location_netns, &link).await?;
         }

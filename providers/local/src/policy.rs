@@ -1,16 +1,16 @@
-//! An interface's `networkPolicy` as nftables statements for the Location namespace's
-//! forward chain.
+//! An interface's `networkPolicy` as the statements of its chain in the Location
+//! namespace's table ([`crate::network_policy`] puts the chain together with the other
+//! layers and jumps to it for the interface's addresses).
 //!
 //! Policies match on the destination address IPAM gave the interface, so they hold both for
 //! traffic bridged inside one network (seen by the forward hook through `br_netfilter`) and
-//! for traffic routed in. Rules are ORed; an interface with a policy takes only what a rule
-//! allows (an empty `ingress` list allows nothing), one without a policy takes everything
-//! from its own network. Replies are let through earlier in the chain by conntrack.
+//! for traffic routed in. Rules are ORed: each `return`s what it allows, and the chain ends
+//! in a drop (an empty `ingress` list allows nothing); an interface without a policy takes
+//! everything from its own network. Replies are let through earlier by conntrack.
 //!
-//! A block of the other address family than the interface's address matches nothing.
+//! A block of the other address family than a packet's matches nothing.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 
 use datum_api::compute::{InstanceNetworkInterfaceNetworkPolicy, NetworkPolicyPort};
 use ipnet::IpNet;
@@ -19,14 +19,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 /// Named container ports of an instance: name → (port, protocol).
 pub type NamedPorts = HashMap<String, (i32, String)>;
 
-/// The statements enforcing `policy` for traffic to `address`.
-pub fn statements(
-    address: IpAddr,
-    policy: &InstanceNetworkInterfaceNetworkPolicy,
-    named: &NamedPorts,
-) -> Vec<String> {
-    let family = if address.is_ipv4() { "ip" } else { "ip6" };
-    let same_family = |net: &IpNet| net.addr().is_ipv4() == address.is_ipv4();
+/// The statements that `return` what `policy` allows (the caller adds the final drop).
+pub fn chain(policy: &InstanceNetworkInterfaceNetworkPolicy, named: &NamedPorts) -> Vec<String> {
     let mut out = Vec::new();
     for rule in policy.ingress.iter().flatten() {
         let sources = match rule.from.as_deref() {
@@ -35,17 +29,19 @@ pub fn statements(
                 .iter()
                 .filter_map(|p| p.ip_block.as_ref())
                 .filter_map(|block| {
-                    let cidr: IpNet = block.cidr.parse().ok().filter(same_family)?;
+                    let cidr: IpNet = block.cidr.parse().ok()?;
+                    let family = if cidr.addr().is_ipv4() { "ip" } else { "ip6" };
                     let except: Vec<String> = block
                         .except
                         .iter()
                         .flatten()
-                        .filter_map(|e| e.parse::<IpNet>().ok().filter(same_family))
+                        .filter_map(|e| e.parse::<IpNet>().ok())
+                        .filter(|e| e.addr().is_ipv4() == cidr.addr().is_ipv4())
                         .map(|e| e.trunc().to_string())
                         .collect();
-                    let mut m = format!(" {family} saddr {}", cidr.trunc());
+                    let mut m = format!("{family} saddr {} ", cidr.trunc());
                     if !except.is_empty() {
-                        m.push_str(&format!(" {family} saddr != {{ {} }}", except.join(", ")));
+                        m.push_str(&format!("{family} saddr != {{ {} }} ", except.join(", ")));
                     }
                     Some(m)
                 })
@@ -57,21 +53,20 @@ pub fn statements(
         };
         for source in &sources {
             for port in &ports {
-                out.push(format!("{family} daddr {address}{source}{port} accept"));
+                out.push(format!("{source}{port}return"));
             }
         }
     }
-    out.push(format!("{family} daddr {address} counter drop"));
     out
 }
 
-/// ` tcp dport 80`, ` udp dport 1000-2000`, ` meta l4proto tcp`; `None` when the port
+/// `tcp dport 80 `, `udp dport 1000-2000 `, `meta l4proto tcp `; `None` when the port
 /// cannot match (an unknown name or protocol).
 fn port(p: &NetworkPolicyPort, named: &NamedPorts) -> Option<String> {
     let protocol = p.protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase();
     let (number, protocol) = match &p.port {
         None => {
-            return known(&protocol).then(|| format!(" meta l4proto {protocol}"));
+            return known(&protocol).then(|| format!("meta l4proto {protocol} "));
         }
         Some(IntOrString::Int(n)) => (*n, protocol),
         Some(IntOrString::String(name)) => match name.parse::<i32>() {
@@ -86,8 +81,8 @@ fn port(p: &NetworkPolicyPort, named: &NamedPorts) -> Option<String> {
         return None;
     }
     Some(match p.end_port {
-        Some(end) if end > number && end <= 65535 => format!(" {protocol} dport {number}-{end}"),
-        _ => format!(" {protocol} dport {number}"),
+        Some(end) if end > number && end <= 65535 => format!("{protocol} dport {number}-{end} "),
+        _ => format!("{protocol} dport {number} "),
     })
 }
 
@@ -107,9 +102,8 @@ mod tests {
     }
 
     #[test]
-    fn a_port_rule_allows_that_port_then_drops() {
-        let rules = statements(
-            "10.128.0.5".parse().expect("an address"),
+    fn a_port_rule_allows_that_port() {
+        let rules = chain(
             &policy(vec![NetworkPolicyIngressRule {
                 ports: Some(vec![NetworkPolicyPort {
                     port: Some(IntOrString::Int(8080)),
@@ -119,20 +113,13 @@ mod tests {
             }]),
             &NamedPorts::new(),
         );
-        assert_eq!(
-            rules,
-            [
-                "ip daddr 10.128.0.5 tcp dport 8080 accept",
-                "ip daddr 10.128.0.5 counter drop"
-            ]
-        );
+        assert_eq!(rules, ["tcp dport 8080 return"]);
     }
 
     #[test]
     fn sources_named_ports_and_ranges() {
         let named = NamedPorts::from([("dns".to_owned(), (53, "UDP".to_owned()))]);
-        let rules = statements(
-            "10.0.0.2".parse().expect("an address"),
+        let rules = chain(
             &policy(vec![NetworkPolicyIngressRule {
                 ports: Some(vec![
                     NetworkPolicyPort {
@@ -162,17 +149,15 @@ mod tests {
         assert_eq!(
             rules,
             [
-                format!("ip daddr 10.0.0.2 {from} udp dport 53 accept"),
-                format!("ip daddr 10.0.0.2 {from} udp dport 1000-2000 accept"),
-                "ip daddr 10.0.0.2 counter drop".to_owned(),
+                format!("{from} udp dport 53 return"),
+                format!("{from} udp dport 1000-2000 return"),
             ]
         );
     }
 
     #[test]
-    fn ipv6_addresses_take_ipv6_blocks_only() {
-        let rules = statements(
-            "fd00::2".parse().expect("an address"),
+    fn blocks_match_their_own_family() {
+        let rules = chain(
             &policy(vec![NetworkPolicyIngressRule {
                 ports: None,
                 from: Some(vec![
@@ -194,20 +179,12 @@ mod tests {
         );
         assert_eq!(
             rules,
-            [
-                "ip6 daddr fd00::2 ip6 saddr fd00::/64 accept",
-                "ip6 daddr fd00::2 counter drop"
-            ]
+            ["ip saddr 10.0.0.0/8 return", "ip6 saddr fd00::/64 return"]
         );
     }
 
     #[test]
     fn an_empty_ingress_list_allows_nothing() {
-        let rules = statements(
-            "10.0.0.2".parse().expect("an address"),
-            &policy(vec![]),
-            &NamedPorts::new(),
-        );
-        assert_eq!(rules, ["ip daddr 10.0.0.2 counter drop"]);
+        assert!(chain(&policy(vec![]), &NamedPorts::new()).is_empty());
     }
 }

@@ -78,6 +78,9 @@ pub struct LocalHost {
     pub usage: Sampler,
     /// Serializes changes to Location namespaces and their rules.
     pub network_lock: tokio::sync::Mutex<()>,
+    /// The rules last loaded into each Location namespace, so a change of set members
+    /// alone is applied without reloading the table.
+    pub(crate) applied_rules: Mutex<HashMap<String, crate::firewall::Ruleset>>,
     hang_after_create: bool,
 }
 
@@ -114,6 +117,7 @@ impl LocalHost {
             names: HostNames::new(&config.network.namespace_prefix),
             usage: Sampler::default(),
             network_lock: tokio::sync::Mutex::new(()),
+            applied_rules: Mutex::default(),
             containerd,
             state_dir,
             config: config.clone(),
@@ -166,6 +170,11 @@ impl Provider for LocalProvider {
             .iter()
             .filter_map(|r| r.auth_secret_ref.clone())
             .collect()
+    }
+
+    /// Instances get the NetworkPolicies that select them, as nftables chains and sets.
+    fn enforces_network_policies(&self) -> bool {
+        true
     }
 
     async fn connect(

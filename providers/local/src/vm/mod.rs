@@ -411,7 +411,7 @@ impl LocalHost {
             .collect();
         Ok(Observation::Exists {
             id: external.clone(),
-            up_to_date: current && power == PowerState::Running,
+            up_to_date: current && power == PowerState::Running && self.policies_current(r),
             live: InstanceLive {
                 provider_id: Some(format!("local://{external}")),
                 addresses,
@@ -440,7 +440,8 @@ impl LocalHost {
             let paths: Vec<PathBuf> = planned_disks.into_iter().map(|d| d.path).collect();
             merge(&mut record.disks, &paths);
         }
-        self.set_policies(&record.location, external, &[]).await?;
+        self.set_policies(&record.location, external, &Default::default())
+            .await?;
         let location_netns = record
             .location_netns
             .clone()

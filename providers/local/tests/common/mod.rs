@@ -5,6 +5,8 @@
 //! failed or not (killing tasks, removing namespaces and processes it made).
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod system;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
