@@ -102,6 +102,7 @@ pub struct PolicyIndex {
     policies: Store<NetworkPolicy>,
     instances: Store<Instance>,
     seen: Arc<Mutex<HashMap<ObjectRef<Instance>, u64>>>,
+    peers: Arc<Mutex<HashMap<ObjectRef<Instance>, u64>>>,
 }
 
 impl PolicyIndex {
@@ -111,7 +112,36 @@ impl PolicyIndex {
             policies,
             instances,
             seen: Arc::default(),
+            peers: Arc::default(),
         }
+    }
+
+    /// Records what policies can see of `instance` — labels, interfaces and their
+    /// addresses, named ports, whether it is being deleted — and says whether that changed
+    /// since last time. An event that changes none of it (a condition or usage figures in
+    /// status) cannot change any instance's policies, so the namespace need not be
+    /// recomputed.
+    pub fn peer_changed(&self, instance: &Instance) -> bool {
+        let assignments = instance
+            .status
+            .as_ref()
+            .and_then(|s| s.network_interfaces.as_ref())
+            .map(|list| list.iter().map(|i| &i.assignments).collect::<Vec<_>>());
+        let print = fingerprint(&(
+            instance.labels(),
+            instance.metadata.deletion_timestamp.is_some(),
+            &instance.spec.network_interfaces,
+            assignments,
+            named_ports(&instance.spec),
+        ));
+        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        peers.insert(ObjectRef::from_obj(instance), print) != Some(print)
+    }
+
+    /// Forgets a deleted Instance.
+    pub fn forget(&self, instance: &Instance) {
+        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        peers.remove(&ObjectRef::from_obj(instance));
     }
 
     /// The policies selecting `instance`, resolved, in name order.
@@ -426,6 +456,22 @@ mod tests {
             .apply_watcher_event(&Event::Delete(web_from_client()));
         assert_eq!(f.index.affected(Some("ns")), [ObjectRef::from_obj(&web)]);
         assert!(f.index.selecting(&web).is_empty());
+    }
+
+    #[test]
+    fn status_writes_that_policies_cannot_see_change_nothing() {
+        let f = fixture();
+        let mut web = instance("web-0", "web", "10.0.0.2");
+        assert!(f.index.peer_changed(&web), "first sight");
+        assert!(!f.index.peer_changed(&web), "the same again");
+        web.status.get_or_insert_default().provider_id = Some("local://x".into());
+        assert!(!f.index.peer_changed(&web), "status beyond addresses");
+        web.labels_mut().insert("tier".into(), "front".into());
+        assert!(f.index.peer_changed(&web), "a label");
+        let moved = instance("web-0", "web", "10.0.0.9");
+        assert!(f.index.peer_changed(&moved), "an address");
+        f.index.forget(&moved);
+        assert!(f.index.peer_changed(&moved), "seen anew after a delete");
     }
 
     #[test]

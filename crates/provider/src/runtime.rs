@@ -293,12 +293,23 @@ async fn watch_network_policies(
         .modify(|p| p.managed_fields_mut().clear())
         .reflect(policy_writer)
         .filter_map(|e| futures::future::ready(touched(e)));
+    let index = PolicyIndex::new(policies.clone(), instances.clone());
+    // Most Instance events are status writes no policy can see: they recompute nothing.
+    let peers = index.clone();
     let instance_events = watcher(instance_api, watcher::Config::default())
         .default_backoff()
         .modify(|i| i.managed_fields_mut().clear())
         .reflect(instance_writer)
-        .filter_map(|e| futures::future::ready(touched(e)));
-    let index = PolicyIndex::new(policies.clone(), instances.clone());
+        .filter_map(move |e| {
+            futures::future::ready(match e {
+                Ok(watcher::Event::Apply(i)) if !peers.peer_changed(&i) => None,
+                Ok(watcher::Event::Delete(i)) => {
+                    peers.forget(&i);
+                    Some(i.namespace())
+                }
+                e => touched(e),
+            })
+        });
     let (sender, receiver) = futures::channel::mpsc::unbounded();
     let task = {
         let index = index.clone();
