@@ -62,15 +62,20 @@ async fn member(instances: &Api<Instance>, names: &HostNames, workload: &str) ->
     .await
 }
 
-/// Whether `from` gets an HTTP answer from `to` on `port`, over both families (they must
-/// agree: a policy never lets one family through and not the other).
-async fn reaches(from: &Member, to: &Member, port: u16) -> bool {
+/// Whether `from` gets an HTTP answer from `to` on `port`: `(over IPv4, over IPv6)`.
+async fn probe(from: &Member, to: &Member, port: u16) -> (bool, bool) {
     let probe = |address: String| {
         let netns = from.netns.clone();
         tokio::task::spawn_blocking(move || common::system::reaches_http(&netns, &address, port))
     };
     let (v4, v6) = (probe(to.ipv4.clone()), probe(to.ipv6.clone()));
-    let (v4, v6) = (v4.await.unwrap_or(false), v6.await.unwrap_or(false));
+    (v4.await.unwrap_or(false), v6.await.unwrap_or(false))
+}
+
+/// Whether `from` gets an HTTP answer from `to` on `port`, over both families (they must
+/// agree: a policy never lets one family through and not the other).
+async fn reaches(from: &Member, to: &Member, port: u16) -> bool {
+    let (v4, v6) = probe(from, to, port).await;
     assert_eq!(
         v4, v6,
         "{} -> {}:{port} differs between IPv4 ({v4}) and IPv6 ({v6})",
@@ -79,7 +84,8 @@ async fn reaches(from: &Member, to: &Member, port: u16) -> bool {
     v4
 }
 
-/// Waits until `from` reaching `to:port` is `expected` (rules change asynchronously).
+/// Waits until `from` reaching `to:port` is `expected` over both families (rules change
+/// asynchronously, so the two may differ for a moment).
 async fn until_reaches(from: &Member, to: &Member, port: u16, expected: bool) {
     let what = format!(
         "{} {} {}:{port}",
@@ -88,7 +94,7 @@ async fn until_reaches(from: &Member, to: &Member, port: u16, expected: bool) {
         to.name
     );
     eventually(&what, || async {
-        (reaches(from, to, port).await == expected).then_some(())
+        (probe(from, to, port).await == (expected, expected)).then_some(())
     })
     .await;
 }
