@@ -197,12 +197,17 @@ pub enum PowerState {
     /// Booting.
     #[default]
     Starting,
-    /// Running.
+    /// Running (and passing its health check, where the platform checks one).
     Running,
     /// Shutting down.
     Stopping,
     /// Stopped.
     Stopped,
+    /// Running, but the platform's health check of the workload's ports does not pass; the
+    /// value is the platform's word for the check's state (e.g. `UNHEALTHY`, `UNKNOWN`).
+    /// `Running` is then False with reason `Unhealthy` and that word in its message, so the
+    /// control plane keeps the Instance not Ready.
+    Unhealthy(&'static str),
 }
 
 /// Resource usage figures, as percentages of what the instance type grants.

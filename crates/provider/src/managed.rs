@@ -37,6 +37,9 @@ pub mod runtime_reasons {
     pub const PROVIDER_CONFIG_INVALID: &str = "ProviderConfigInvalid";
     /// The resource is being deleted.
     pub const DELETING: &str = "Deleting";
+    /// `Running`'s reason for a machine that runs but fails its health check
+    /// ([`PowerState::Unhealthy`](crate::PowerState::Unhealthy)).
+    pub const UNHEALTHY: &str = "Unhealthy";
 }
 
 /// Where a reconcile left an object.
@@ -183,6 +186,7 @@ impl ManagedKind for Instance {
         let mut status = current.clone();
         let mut list = status.conditions.take().unwrap_or_default();
         set_programmed(&mut list, outcome, generation);
+        let unhealthy: String;
         let (running, reason, message) = match outcome {
             Outcome::Synced { live, .. } => match live.power {
                 PowerState::Running => (
@@ -205,6 +209,14 @@ impl ManagedKind for Instance {
                     reasons::STOPPED,
                     "The machine is stopped",
                 ),
+                PowerState::Unhealthy(state) => {
+                    unhealthy = format!("The machine runs but its health check reports {state}");
+                    (
+                        ConditionStatus::False,
+                        runtime_reasons::UNHEALTHY,
+                        unhealthy.as_str(),
+                    )
+                }
             },
             _ if conditions::is_true(&list, compute_conditions::RUNNING) => (
                 ConditionStatus::True,
@@ -441,6 +453,27 @@ mod tests {
             None,
             "nothing changed, nothing to write"
         );
+    }
+
+    #[test]
+    fn a_failing_health_check_makes_running_false_with_its_state() {
+        let i = instance();
+        let status = i
+            .status_for(&Outcome::Synced {
+                id: "x".into(),
+                live: InstanceLive {
+                    power: PowerState::Unhealthy("UNHEALTHY"),
+                    ..InstanceLive::default()
+                },
+            })
+            .expect("a write");
+        let written: InstanceStatus = serde_json::from_value(status).expect("a status");
+        let list = written.conditions.unwrap_or_default();
+        let running = conditions::get(&list, compute_conditions::RUNNING).expect("Running");
+        assert_eq!(running.status, "False");
+        assert_eq!(running.reason, runtime_reasons::UNHEALTHY);
+        assert!(running.message.contains("UNHEALTHY"), "{}", running.message);
+        assert!(conditions::is_true(&list, PROGRAMMED));
     }
 
     #[test]

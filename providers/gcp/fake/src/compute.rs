@@ -1,7 +1,7 @@
 //! The Compute Engine resources the fake keeps and the REST endpoints over them:
 //! insert / get / delete / list of instances (zonal), networks, firewalls and instance
-//! templates (global) and subnetworks (regional), `setMetadata` and `setLabels` on instances
-//! (fingerprint-checked) and `reset`, `GET projects/<p>` (its `defaultServiceAccount`),
+//! templates (global) and subnetworks (regional), `setMetadata`, `setLabels` and `setTags`
+//! on instances (fingerprint-checked) and `reset`, `GET projects/<p>` (its `defaultServiceAccount`),
 //! and zone / region / global operations that go `PENDING` → `RUNNING` → `DONE` as they
 //! are polled.
 //!
@@ -62,11 +62,14 @@ impl Target {
         };
         let allowed = matches!(
             (scope.split('/').next(), kind),
-            (Some("zones"), "instances" | "operations")
-                | (Some("regions"), "subnetworks" | "operations")
+            (Some("zones"), "instances" | "instanceGroups" | "operations")
+                | (
+                    Some("regions"),
+                    "subnetworks" | "backendServices" | "operations"
+                )
                 | (
                     Some("global"),
-                    "networks" | "firewalls" | "instanceTemplates" | "operations"
+                    "networks" | "firewalls" | "instanceTemplates" | "healthChecks" | "operations"
                 )
         );
         allowed.then(|| Self {
@@ -79,7 +82,7 @@ impl Target {
         })
     }
 
-    fn path(&self) -> String {
+    pub(crate) fn path(&self) -> String {
         match &self.name {
             Some(name) => format!("{}/{name}", self.collection),
             None => self.collection.clone(),
@@ -102,7 +105,7 @@ struct Operation {
 /// Everything that exists, shared by every listener.
 #[derive(Debug, Default)]
 pub struct Compute {
-    resources: BTreeMap<String, Value>,
+    pub(crate) resources: BTreeMap<String, Value>,
     operations: HashMap<String, Operation>,
     request_ids: HashMap<(String, String), String>,
     next_id: u64,
@@ -112,6 +115,11 @@ pub struct Compute {
     pub link_prefix: String,
     /// Every mutating request as `METHOD path`, in order.
     pub log: Vec<String>,
+    /// Members of each instance group (group path → instance paths).
+    pub(crate) members: BTreeMap<String, std::collections::BTreeSet<String>>,
+    /// Whether each instance's workload answers on its health-checked port (instance path
+    /// → answers); unset is "no probe result yet".
+    pub(crate) answers: HashMap<String, bool>,
 }
 
 impl Compute {
@@ -168,7 +176,12 @@ impl Compute {
         operation_error: Option<crate::InjectedError>,
     ) -> Reply {
         if method != "GET" {
-            self.log.push(format!("{method} {}", target.path()));
+            let verb = target
+                .verb
+                .as_deref()
+                .map(|v| format!("/{v}"))
+                .unwrap_or_default();
+            self.log.push(format!("{method} {}{verb}", target.path()));
         }
         match (method, target.kind.as_str(), &target.name, &target.verb) {
             ("GET", "operations", Some(name), None) => self.poll(target, name),
@@ -177,6 +190,12 @@ impl Compute {
             ("POST", "operations", _, _) => errors::invalid("operations are read-only here"),
             ("POST", _, None, None) => self.insert(target, query, body, operation_error),
             ("POST", "instances", Some(_), Some(verb)) => self.set(target, verb, body),
+            ("POST", "instanceGroups", Some(_), Some(verb)) => {
+                self.instance_group_verb(target, verb, body)
+            }
+            ("POST", "backendServices", Some(_), Some(verb)) if verb == "getHealth" => {
+                self.get_health(target, body)
+            }
             ("DELETE", _, Some(_), None) => self.delete(target, query),
             _ => errors::invalid("unsupported method or path"),
         }
@@ -273,10 +292,18 @@ impl Compute {
                 body["status"] = json!("PROVISIONING");
                 body["labelFingerprint"] = json!(format!("lf-{id}"));
                 body["metadata"]["fingerprint"] = json!(format!("mf-{id}"));
+                body["tags"]["fingerprint"] = json!(format!("tf-{id}"));
                 self.assign_addresses(&mut body);
             }
             if target.kind == "networks" {
                 body["subnetworks"] = json!([]);
+            }
+            if target.kind == "instanceGroups" {
+                body["size"] = json!(0);
+                body["zone"] = json!(format!(
+                    "{}{}/{}",
+                    self.link_prefix, target.project, target.scope
+                ));
             }
             self.resources.insert(path.clone(), body);
         }
@@ -337,8 +364,12 @@ impl Compute {
                 );
             }
         }
+        if let Some(reply) = self.in_use_by_backend_service(target, &path) {
+            return reply;
+        }
         let id = resource["id"].as_str().unwrap_or_default().to_owned();
         self.resources.remove(&path);
+        self.forget(target, &path);
         let reply = self.operation(target, "delete", &path, &id, None);
         if let Some(request_id) = query.get("requestId")
             && let Some(name) = reply.1["name"].as_str()
@@ -364,12 +395,13 @@ impl Compute {
             return self.operation(target, verb, &path, &id, None);
         }
         let fingerprint_field = match verb {
-            "setMetadata" => "fingerprint",
+            "setMetadata" | "setTags" => "fingerprint",
             "setLabels" => "labelFingerprint",
             _ => return errors::invalid("unsupported custom verb"),
         };
         let current = match verb {
             "setMetadata" => resource["metadata"]["fingerprint"].clone(),
+            "setTags" => resource["tags"]["fingerprint"].clone(),
             _ => resource["labelFingerprint"].clone(),
         };
         if body[fingerprint_field] != current {
@@ -392,6 +424,9 @@ impl Compute {
                 let mut metadata = body.clone();
                 metadata["fingerprint"] = json!(fresh);
                 resource["metadata"] = metadata;
+            }
+            "setTags" => {
+                resource["tags"] = json!({ "items": body["items"], "fingerprint": fresh });
             }
             _ => {
                 resource["labels"] = body["labels"].clone();
@@ -451,6 +486,13 @@ impl Compute {
         if let Some(network) = body["network"].as_str() {
             links.push(network);
         }
+        // A backend service's health checks and backend groups.
+        for check in body["healthChecks"].as_array().into_iter().flatten() {
+            links.extend(check.as_str());
+        }
+        for backend in body["backends"].as_array().into_iter().flatten() {
+            links.extend(backend["group"].as_str());
+        }
         let nics = body["networkInterfaces"]
             .as_array()
             .or_else(|| body["properties"]["networkInterfaces"].as_array());
@@ -468,7 +510,7 @@ impl Compute {
     }
 
     /// A reference (full URL, partial path or `global/networks/x`) as a stored path.
-    fn path_of(&self, link: &str, project: &str) -> String {
+    pub(crate) fn path_of(&self, link: &str, project: &str) -> String {
         let link = link.strip_prefix(&self.link_prefix).unwrap_or(link);
         let link = link
             .split_once("/compute/v1/")
@@ -499,7 +541,7 @@ impl Compute {
         }
     }
 
-    fn operation(
+    pub(crate) fn operation(
         &mut self,
         target: &Target,
         kind: &str,
@@ -583,13 +625,16 @@ impl UpperSnake for String {
     }
 }
 
-fn singular(kind: &str) -> &str {
+pub(crate) fn singular(kind: &str) -> &str {
     match kind {
         "instances" => "instance",
         "networks" => "network",
         "subnetworks" => "subnetwork",
         "firewalls" => "firewall",
         "instanceTemplates" => "instanceTemplate",
+        "healthChecks" => "healthCheck",
+        "instanceGroups" => "instanceGroup",
+        "backendServices" => "backendService",
         _ => "operation",
     }
 }

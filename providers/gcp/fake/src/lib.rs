@@ -9,6 +9,7 @@
 //! | module | what it holds |
 //! |---|---|
 //! | [`compute`] | resources, operations, request IDs, the REST semantics |
+//! | [`health`] | instance group membership, backend service health, the "port answers" test hook |
 //! | [`secret_manager`] | secrets, versions, IAM policies |
 //! | [`token`] | the JWT-bearer token endpoint |
 //! | [`faults`] | injectable errors and hangs |
@@ -22,6 +23,7 @@
 pub mod compute;
 pub mod errors;
 pub mod faults;
+pub mod health;
 pub mod secret_manager;
 pub mod token;
 

@@ -23,6 +23,10 @@
 //! Update rewrites metadata and labels (fingerprint-checked) and resets the instance when
 //! its boot configuration (`user-data`, `datum-volumes`, a volume's content) changed, since
 //! it is read at boot; machine type, disks and NICs are fixed at create.
+//!
+//! Where the workload declares a TCP port, the instance also carries the network tag of its
+//! deployment's health checking and is a member of its instance group, and a `RUNNING` VM
+//! is Running only while that check reports it `HEALTHY` ([`super::health_checks`]).
 
 use datum_api::compute::{Instance, InstanceSpec};
 use datum_api::networking::names;
@@ -33,6 +37,7 @@ use datum_provider::{
 use serde_json::{Value, json};
 
 use crate::cloud_init;
+use crate::compute::health_checks::{self, Plan};
 use crate::compute::instance_templates::{self, LABEL};
 use crate::compute::{Compute, firewalls, label_value, spec_hash};
 use crate::location::Placement;
@@ -414,6 +419,81 @@ impl Compute {
     }
 }
 
+/// Whether the instance carries network tag `tag`.
+fn has_tag(instance: &Value, tag: &str) -> bool {
+    instance["tags"]["items"]
+        .as_array()
+        .is_some_and(|items| items.iter().any(|t| t == tag))
+}
+
+impl Compute {
+    /// The deployment's health checking, in the VPC of the instance's first NIC.
+    async fn ensure_health(&self, plan: &Plan, desired: &Desired) -> Result<(), PlatformError> {
+        let network = desired.instance["networkInterfaces"][0]["network"]
+            .as_str()
+            .unwrap_or_default();
+        self.ensure_health_checking(plan, network)
+            .await
+            .map_err(|e| e.to_platform(&format!("insert of health checking {}", plan.name)))
+    }
+
+    /// Deletes the deployment's health checking once its group has no member left.
+    async fn remove_health_checking_if_unused(&self, plan: &Plan) -> Result<(), PlatformError> {
+        let failed = |e: crate::compute::ApiError| {
+            e.to_platform(&format!("delete of health checking {}", plan.name))
+        };
+        if self.group_is_empty(plan).await.map_err(failed)? {
+            self.remove_health_checking(plan).await.map_err(failed)?;
+        }
+        Ok(())
+    }
+
+    /// On update: joins the deployment's health checking (tag, group) when the workload
+    /// declares a TCP port, and leaves it when a revision dropped its ports.
+    async fn update_health(
+        &self,
+        id: &str,
+        r: &ExternalResource<'_, Instance>,
+        current: &Value,
+        desired: &Desired,
+    ) -> Result<(), PlatformError> {
+        let Some((project, zone)) = health_checks::project_and_zone(id) else {
+            return Ok(());
+        };
+        let region = zone.rsplit_once('-').map_or(zone, |(r, _)| r);
+        match Plan::of(r.spec, r.labels, r.uid, project, zone, region) {
+            Some(plan) => {
+                self.ensure_health(&plan, desired).await?;
+                if !has_tag(current, &plan.name) {
+                    let mut items = current["tags"]["items"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default();
+                    items.push(json!(plan.name));
+                    let body =
+                        json!({ "items": items, "fingerprint": current["tags"]["fingerprint"] });
+                    self.act(id, "setTags", &body)
+                        .await
+                        .map_err(|e| e.to_platform("setTags"))?;
+                }
+                self.join_group(&plan, id)
+                    .await
+                    .map_err(|e| e.to_platform(&format!("addInstances to {}", plan.name)))
+            }
+            None => {
+                let plan = Plan::of_deployment(r.labels, r.uid, project, zone, region);
+                if !has_tag(current, &plan.name) {
+                    return Ok(());
+                }
+                self.leave_group(&plan, id)
+                    .await
+                    .map_err(|e| e.to_platform(&format!("removeInstances from {}", plan.name)))?;
+                self.remove_health_checking_if_unused(&plan).await
+            }
+        }
+    }
+}
+
 fn power(status: &str) -> PowerState {
     match status {
         "RUNNING" => PowerState::Running,
@@ -454,12 +534,33 @@ impl ExternalClient<Instance> for Compute {
                 rest.replace("/zones/", "/").replace("/instances/", "/")
             )
         });
+        let mut power = power(instance["status"].as_str().unwrap_or_default());
+        let mut health_in_place = true;
+        if let Some(plan) = Plan::at(r.spec, r.labels, r.uid, &path) {
+            health_in_place = has_tag(&instance, &plan.name);
+            // Only a running VM can pass; a booting one keeps its power state.
+            if power == PowerState::Running {
+                match self
+                    .health_of(&plan, &path)
+                    .await
+                    .map_err(|e| e.to_platform("getHealth of the deployment's backend service"))?
+                {
+                    Some("HEALTHY") => {}
+                    Some(state) => power = PowerState::Unhealthy(state),
+                    None => {
+                        power = PowerState::Unhealthy("UNKNOWN");
+                        health_in_place = false;
+                    }
+                }
+            }
+        }
         Ok(Observation::Exists {
-            up_to_date: instance["labels"]["datum-spec-hash"] == desired_hash(r).as_str(),
+            up_to_date: health_in_place
+                && instance["labels"]["datum-spec-hash"] == desired_hash(r).as_str(),
             live: InstanceLive {
                 provider_id,
                 addresses,
-                power: power(instance["status"].as_str().unwrap_or_default()),
+                power,
                 usage: None,
             },
             id: path,
@@ -482,7 +583,15 @@ impl ExternalClient<Instance> for Compute {
             name: r.name,
             uid: r.uid,
         };
-        let (desired, rules) = self.desired(&target, &placement, r).await?;
+        let (mut desired, rules) = self.desired(&target, &placement, r).await?;
+        let region = placement.region().map_err(location_error)?;
+        let plan = Plan::of(r.spec, r.labels, r.uid, &placement.project, &zone, &region);
+        if let Some(plan) = &plan {
+            if let Some(items) = desired.instance["tags"]["items"].as_array_mut() {
+                items.push(json!(plan.name));
+            }
+            self.ensure_health(plan, &desired).await?;
+        }
         self.deliver_volumes(&placement.project, &desired, r.namespace)
             .await?;
         self.ensure_firewalls(&placement.project, &rules).await?;
@@ -506,6 +615,11 @@ impl ExternalClient<Instance> for Compute {
         )
         .await
         .map_err(|e| e.to_platform(&format!("insert of instance {}", r.external_name)))?;
+        if let Some(plan) = &plan {
+            self.join_group(plan, &path)
+                .await
+                .map_err(|e| e.to_platform(&format!("addInstances to {}", plan.name)))?;
+        }
         Ok(path)
     }
 
@@ -579,6 +693,7 @@ impl ExternalClient<Instance> for Compute {
         self.act(id, "setLabels", &labels)
             .await
             .map_err(|e| e.to_platform("setLabels"))?;
+        self.update_health(id, r, &current, &desired).await?;
         self.collect_templates(&project, &zone, r.namespace)
             .await
             .map_err(|e| e.to_platform("collection of unused instance templates"))
@@ -589,9 +704,21 @@ impl ExternalClient<Instance> for Compute {
         id: &str,
         r: &ExternalResource<'_, Instance>,
     ) -> Result<(), PlatformError> {
+        // Out of the group first, so the group never names a deleted instance.
+        let plan = Plan::at(r.spec, r.labels, r.uid, id);
+        if let Some(plan) = &plan {
+            self.leave_group(plan, id)
+                .await
+                .map_err(|e| e.to_platform(&format!("removeInstances from {}", plan.name)))?;
+        }
         Compute::delete(self, id)
             .await
             .map_err(|e| e.to_platform(&format!("delete of {id}")))?;
+        // The deployment's last instance takes its health checking along (also when the
+        // group was never made, e.g. a crash before it).
+        if let Some(plan) = &plan {
+            self.remove_health_checking_if_unused(plan).await?;
+        }
         let project = id.split('/').nth(1).unwrap_or_default();
         let zone = id.split('/').nth(3).unwrap_or_default();
         let collection = format!("projects/{project}/global/firewalls");

@@ -9,8 +9,10 @@
 //! | [`subnetworks`] | Subnet ↔ subnetwork |
 //! | [`firewalls`] | interface network policy ↔ firewall rules |
 //! | [`instance_templates`] | one instance template per WorkloadDeployment revision, collected when unused |
+//! | [`health_checks`] | workload ports → a TCP health check per WorkloadDeployment, read back per instance for readiness |
 
 pub mod firewalls;
+pub mod health_checks;
 pub mod instance_templates;
 pub mod instances;
 pub mod networks;

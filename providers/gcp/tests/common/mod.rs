@@ -221,3 +221,97 @@ impl Harness for GcpHarness {
         location_settings().as_object().cloned().unwrap_or_default()
     }
 }
+
+/// The control plane's controllers and this provider, running against one test namespace,
+/// with a GCP Location (`us-central1-a`, city `city`), a ProviderConfig for the fake and an
+/// IPv4 Network `default`.
+pub struct Platform {
+    pub location: String,
+    stop: datum_runtime::shutdown::CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Platform {
+    pub async fn start(h: &GcpHarness, ns: &str, city: &str) -> Self {
+        use datum_provider::conformance::Behaviour;
+        use kube::Resource as _;
+        let client = h.client.clone();
+        let location = format!("{ns}-gcp");
+        let value = json!({
+            "apiVersion": "networking.datumapis.com/v1alpha", "kind": "Location",
+            "metadata": { "name": location },
+            "spec": {
+                "locationClassName": "datum-managed",
+                "topology": { "topology.datum.net/city-code": city },
+                "provider": { "gcp": { "projectId": PROJECT, "region": "us-central1", "zone": "us-central1-a" } },
+            },
+        });
+        let object: datum_api::networking::Location =
+            serde_json::from_value(value).expect("a Location");
+        Api::<datum_api::networking::Location>::all(client.clone())
+            .create(&Default::default(), &object)
+            .await
+            .expect("the Location");
+        let config_name = format!("{ns}-cfg");
+        let mut config = h.config(&config_name, Behaviour::Healthy).await;
+        config.meta_mut().managed_fields = None;
+        Api::<ProviderConfig>::all(client.clone())
+            .patch(
+                &config_name,
+                &PatchParams::apply("gcp-tests").force(),
+                &Patch::Apply(&config),
+            )
+            .await
+            .expect("the ProviderConfig");
+        let network: datum_api::networking::Network = serde_json::from_value(json!({
+            "apiVersion": "networking.datumapis.com/v1alpha", "kind": "Network",
+            "metadata": { "name": "default" },
+            "spec": { "ipam": { "mode": "Auto" }, "ipFamilies": ["IPv4"] },
+        }))
+        .expect("a Network");
+        Api::<datum_api::networking::Network>::namespaced(client.clone(), ns)
+            .create(&Default::default(), &network)
+            .await
+            .expect("the Network");
+
+        let stop = datum_runtime::shutdown::CancellationToken::new();
+        let settings = datum_control::Settings {
+            namespace: Some(ns.to_owned()),
+            resync: Duration::from_secs(5),
+            retry: Duration::from_millis(250),
+            ..datum_control::Settings::default()
+        };
+        let control = tokio::spawn(datum_control::run(
+            client.clone(),
+            settings,
+            stop.clone().cancelled_owned(),
+        ));
+        let mut options = datum_provider::Options::new(config_name);
+        options.namespace = Some(ns.to_owned());
+        options.resync = Duration::from_secs(1);
+        options.progress_requeue = Duration::from_millis(250);
+        options.config_poll = Duration::from_millis(500);
+        options.backoff_max = Duration::from_secs(2);
+        let provider = GcpProvider {
+            kube: Some(client.clone()),
+            ..provider()
+        };
+        let token = stop.clone();
+        let runtime = tokio::spawn(async move {
+            let _ = datum_provider::run(provider, client, options, token).await;
+        });
+        Self {
+            location,
+            stop,
+            tasks: vec![control, runtime],
+        }
+    }
+
+    /// Stops the controllers and the provider.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
