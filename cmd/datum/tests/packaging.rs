@@ -663,6 +663,7 @@ async fn the_gcp_provider_works_with_its_shipped_rbac_and_nothing_more() {
         operation_timeout: Duration::from_secs(10),
         request_timeout: Duration::from_secs(5),
         kube: Some(provider.clone()),
+        ..datum_provider_gcp::GcpProvider::default()
     };
     let running = tokio::spawn(datum_provider::run(
         gcp,

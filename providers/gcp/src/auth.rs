@@ -1,6 +1,13 @@
-//! Google credentials from a service-account key file: the key signs a JWT (RS256) that
-//! the key's `token_uri` trades for an OAuth2 access token (the JWT-bearer grant), cached
-//! until a minute before it expires. Tests point `token_uri` at the fake.
+//! Google credentials, cached until a minute before they expire:
+//! - from a service-account key file: the key signs a JWT (RS256) that the key's
+//!   `token_uri` trades for an OAuth2 access token (the JWT-bearer grant). Tests point
+//!   `token_uri` at the fake;
+//! - through Workload Identity Federation ([`Federation`], the `external_account` flow):
+//!   a subject token read from a file (the pod's projected Kubernetes service-account
+//!   token, re-read each time as the kubelet rotates it) is exchanged at the Security
+//!   Token Service (`POST https://sts.googleapis.com/v1/token`, RFC 8693 token exchange)
+//!   for a federated access token, optionally traded for a service account's token with
+//!   `iamcredentials` `generateAccessToken` (impersonation).
 //!
 //! Neither the private key nor a token is ever logged, formatted into an error, or put in
 //! a status: [`ServiceAccountKey`] and [`TokenSource`] print as `<redacted>`.
@@ -31,6 +38,20 @@ pub enum Error {
     Unreachable {
         uri: String,
         source: crate::http::Error,
+    },
+    /// The subject token file could not be read.
+    #[error("failed to read the subject token file {path}: {source}")]
+    SubjectToken {
+        path: String,
+        source: std::io::Error,
+    },
+    /// The STS or IAM Credentials endpoint refused the exchange.
+    #[error("{what} at {uri} was refused (HTTP {status}): {error}")]
+    Exchange {
+        what: String,
+        uri: String,
+        status: u16,
+        error: String,
     },
     /// The token endpoint refused the grant.
     #[error(
@@ -132,21 +153,79 @@ struct Cached {
     refresh_at: Instant,
 }
 
+/// Workload Identity Federation: where the subject token is and where it is exchanged.
+#[derive(Clone, Debug)]
+pub struct Federation {
+    /// The workload identity pool provider,
+    /// `//iam.googleapis.com/projects/<number>/locations/global/workloadIdentityPools/<pool>/providers/<provider>`.
+    pub audience: String,
+    /// The file holding the subject token (a JWT).
+    pub subject_token_file: std::path::PathBuf,
+    /// The STS token endpoint, `https://sts.googleapis.com/v1/token` unless overridden.
+    pub sts_url: String,
+    /// The IAM Credentials API root, `https://iamcredentials.googleapis.com` unless
+    /// overridden.
+    pub iam_credentials_url: String,
+    /// The service account to impersonate, if any.
+    pub service_account_email: Option<String>,
+}
+
+enum Grant {
+    Key {
+        key: ServiceAccountKey,
+        // Boxed: the key pair is several times the size of the other variant.
+        signer: Box<ring::signature::RsaKeyPair>,
+    },
+    Federated(Federation),
+}
+
 /// Hands out access tokens, fetching a new one when the cached one nears expiry.
 pub struct TokenSource {
-    key: ServiceAccountKey,
-    signer: ring::signature::RsaKeyPair,
+    grant: Grant,
     transport: Transport,
     cached: Mutex<Option<Cached>>,
 }
 
 impl fmt::Debug for TokenSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenSource")
-            .field("key", &self.key)
-            .field("token", &"<redacted>")
-            .finish()
+        let mut d = f.debug_struct("TokenSource");
+        match &self.grant {
+            Grant::Key { key, .. } => d.field("key", key),
+            Grant::Federated(federation) => d.field("federation", federation),
+        };
+        d.field("token", &"<redacted>").finish()
     }
+}
+
+/// `application/x-www-form-urlencoded` encoding of one value.
+fn form_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A refusal's reason from an OAuth (`error`, `error_description`) or `google.rpc.Status`
+/// (`error.status`, `error.message`) body.
+fn refusal(body: &[u8]) -> String {
+    let body: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let text = match &body["error"] {
+        serde_json::Value::String(code) => format!(
+            "{code} {}",
+            body["error_description"].as_str().unwrap_or_default()
+        ),
+        error => format!(
+            "{} {}",
+            error["status"].as_str().unwrap_or("error"),
+            error["message"].as_str().unwrap_or_default()
+        ),
+    };
+    text.trim().to_owned()
 }
 
 #[derive(Deserialize)]
@@ -168,16 +247,31 @@ impl TokenSource {
         transport: Transport,
     ) -> Self {
         Self {
-            key,
-            signer,
+            grant: Grant::Key {
+                key,
+                signer: Box::new(signer),
+            },
             transport,
             cached: Mutex::new(None),
         }
     }
 
-    /// The service account's email.
+    /// A token source for Workload Identity Federation.
+    pub fn federated(federation: Federation, transport: Transport) -> Self {
+        Self {
+            grant: Grant::Federated(federation),
+            transport,
+            cached: Mutex::new(None),
+        }
+    }
+
+    /// The service account's email (the impersonated one when federating; empty when
+    /// the federated identity is used as is).
     pub fn email(&self) -> &str {
-        &self.key.client_email
+        match &self.grant {
+            Grant::Key { key, .. } => &key.client_email,
+            Grant::Federated(f) => f.service_account_email.as_deref().unwrap_or_default(),
+        }
     }
 
     /// A valid access token.
@@ -188,11 +282,131 @@ impl TokenSource {
         {
             return Ok(c.token.clone());
         }
-        let assertion = self.assertion()?;
+        let (token, expires_in) = match &self.grant {
+            Grant::Key { key, signer } => self.key_token(key, signer).await?,
+            Grant::Federated(federation) => self.federated_token(federation).await?,
+        };
+        let lifetime = Duration::from_secs(expires_in.saturating_sub(60).max(1));
+        *cached = Some(Cached {
+            token: token.clone(),
+            refresh_at: Instant::now() + lifetime,
+        });
+        Ok(token)
+    }
+
+    /// Subject token → STS federated token → (optionally) the service account's token.
+    async fn federated_token(&self, f: &Federation) -> Result<(String, u64), Error> {
+        let subject = tokio::fs::read_to_string(&f.subject_token_file)
+            .await
+            .map_err(|source| Error::SubjectToken {
+                path: f.subject_token_file.display().to_string(),
+                source,
+            })?;
+        let form = [
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+            ),
+            ("audience", f.audience.as_str()),
+            ("scope", SCOPE),
+            (
+                "requested_token_type",
+                "urn:ietf:params:oauth:token-type:access_token",
+            ),
+            ("subject_token", subject.trim()),
+            ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+        ]
+        .iter()
+        .map(|(k, v)| format!("{k}={}", form_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+        let reply = self
+            .transport
+            .send(
+                http::Method::POST,
+                &f.sts_url,
+                &[],
+                Some((form, "application/x-www-form-urlencoded")),
+            )
+            .await
+            .map_err(|source| Error::Unreachable {
+                uri: f.sts_url.clone(),
+                source,
+            })?;
+        let exchange = |what: &str, uri: &str, status: u16, error: String| Error::Exchange {
+            what: what.to_owned(),
+            uri: uri.to_owned(),
+            status,
+            error,
+        };
+        if reply.status != 200 {
+            return Err(exchange(
+                &format!("the token exchange for {}", f.audience),
+                &f.sts_url,
+                reply.status,
+                refusal(&reply.body),
+            ));
+        }
+        let federated: TokenReply = serde_json::from_slice(&reply.body).map_err(|_| {
+            exchange(
+                "the token exchange",
+                &f.sts_url,
+                reply.status,
+                "the reply has no access_token".to_owned(),
+            )
+        })?;
+        let Some(email) = &f.service_account_email else {
+            return Ok((federated.access_token, federated.expires_in));
+        };
+        let uri = format!(
+            "{}/v1/projects/-/serviceAccounts/{email}:generateAccessToken",
+            f.iam_credentials_url.trim_end_matches('/')
+        );
+        let body = serde_json::json!({ "scope": [SCOPE], "lifetime": "3600s" });
+        let reply = self
+            .transport
+            .send(
+                http::Method::POST,
+                &uri,
+                &[(
+                    "authorization",
+                    format!("Bearer {}", federated.access_token),
+                )],
+                Some((body.to_string(), "application/json")),
+            )
+            .await
+            .map_err(|source| Error::Unreachable {
+                uri: uri.clone(),
+                source,
+            })?;
+        let what = format!("impersonation of {email}");
+        if reply.status != 200 {
+            return Err(exchange(&what, &uri, reply.status, refusal(&reply.body)));
+        }
+        let parsed: serde_json::Value = serde_json::from_slice(&reply.body).unwrap_or_default();
+        let token = parsed["accessToken"].as_str().ok_or_else(|| {
+            exchange(
+                &what,
+                &uri,
+                reply.status,
+                "the reply has no accessToken".to_owned(),
+            )
+        })?;
+        // The lifetime asked for; `expireTime` says the same.
+        Ok((token.to_owned(), 3600))
+    }
+
+    /// The JWT-bearer grant of a service-account key.
+    async fn key_token(
+        &self,
+        key: &ServiceAccountKey,
+        signer: &ring::signature::RsaKeyPair,
+    ) -> Result<(String, u64), Error> {
+        let assertion = assertion(key, signer)?;
         let form = format!(
             "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={assertion}"
         );
-        let uri = self.key.token_uri.clone();
+        let uri = key.token_uri.clone();
         let reply = self
             .transport
             .send(
@@ -215,7 +429,7 @@ impl TokenSource {
             );
             return Err(Error::Refused {
                 uri,
-                email: self.key.client_email.clone(),
+                email: key.client_email.clone(),
                 status: reply.status,
                 error: error.trim().to_owned(),
             });
@@ -223,56 +437,54 @@ impl TokenSource {
         let parsed: TokenReply =
             serde_json::from_slice(&reply.body).map_err(|_| Error::Refused {
                 uri: uri.clone(),
-                email: self.key.client_email.clone(),
+                email: key.client_email.clone(),
                 status: reply.status,
                 error: "the reply has no access_token".to_owned(),
             })?;
-        let lifetime = Duration::from_secs(parsed.expires_in.saturating_sub(60).max(1));
-        *cached = Some(Cached {
-            token: parsed.access_token.clone(),
-            refresh_at: Instant::now() + lifetime,
-        });
-        Ok(parsed.access_token)
+        Ok((parsed.access_token, parsed.expires_in))
     }
 
     /// Forgets the cached token (after a 401).
     pub async fn invalidate(&self) {
         *self.cached.lock().await = None;
     }
+}
 
-    /// The signed JWT: `{alg: RS256, kid}` . `{iss, scope, aud, iat, exp}` . signature.
-    fn assertion(&self) -> Result<String, Error> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default();
-        let mut header = serde_json::json!({ "alg": "RS256", "typ": "JWT" });
-        if let Some(kid) = &self.key.private_key_id {
-            header["kid"] = serde_json::json!(kid);
-        }
-        let claims = serde_json::json!({
-            "iss": self.key.client_email,
-            "scope": SCOPE,
-            "aud": self.key.token_uri,
-            "iat": now,
-            "exp": now + 3600,
-        });
-        let signed = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header.to_string()),
-            URL_SAFE_NO_PAD.encode(claims.to_string())
-        );
-        let mut signature = vec![0; self.signer.public().modulus_len()];
-        self.signer
-            .sign(
-                &ring::signature::RSA_PKCS1_SHA256,
-                &ring::rand::SystemRandom::new(),
-                signed.as_bytes(),
-                &mut signature,
-            )
-            .map_err(|_| Error::InvalidKey("the private key cannot sign".to_owned()))?;
-        Ok(format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature)))
+/// The signed JWT: `{alg: RS256, kid}` . `{iss, scope, aud, iat, exp}` . signature.
+fn assertion(
+    key: &ServiceAccountKey,
+    signer: &ring::signature::RsaKeyPair,
+) -> Result<String, Error> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let mut header = serde_json::json!({ "alg": "RS256", "typ": "JWT" });
+    if let Some(kid) = &key.private_key_id {
+        header["kid"] = serde_json::json!(kid);
     }
+    let claims = serde_json::json!({
+        "iss": key.client_email,
+        "scope": SCOPE,
+        "aud": key.token_uri,
+        "iat": now,
+        "exp": now + 3600,
+    });
+    let signed = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let mut signature = vec![0; signer.public().modulus_len()];
+    signer
+        .sign(
+            &ring::signature::RSA_PKCS1_SHA256,
+            &ring::rand::SystemRandom::new(),
+            signed.as_bytes(),
+            &mut signature,
+        )
+        .map_err(|_| Error::InvalidKey("the private key cannot sign".to_owned()))?;
+    Ok(format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature)))
 }
 
 #[cfg(test)]

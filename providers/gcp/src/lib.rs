@@ -14,7 +14,7 @@
 //! | module | what it holds |
 //! |---|---|
 //! | [`provider`] | [`GcpProvider`]: name, config kind, `connect` |
-//! | [`auth`] | service-account key → signed JWT → OAuth2 access token, cached |
+//! | [`auth`] | service-account key → signed JWT → OAuth2 access token, or Workload Identity Federation (STS exchange, impersonation), cached |
 //! | [`http`] | the HTTPS (or loopback HTTP) transport |
 //! | [`compute`] | the REST client: errors, request IDs, per-project rate limit, and one module per resource |
 //! | [`operations`] | polling zone / region / global operations to `DONE` |

@@ -6,7 +6,16 @@
 //!
 //! Secret Manager is reached at `https://secretmanager.googleapis.com`, or at the
 //! ProviderConfig's `endpoint` when that is overridden (a fake serves both APIs).
+//!
+//! `workloadIdentity` with an `audience` is Workload Identity Federation: the subject token
+//! is read from [`GcpProvider::subject_token_file`] (a projected Kubernetes
+//! service-account token whose audience is the pool provider) and exchanged at
+//! `https://sts.googleapis.com/v1/token`, then, with `serviceAccountEmail`, traded for that
+//! account's token at `https://iamcredentials.googleapis.com`; an overridden `endpoint`
+//! serves both. Without an `audience` (the ambient identity of a metadata server) it is
+//! refused.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +23,7 @@ use datum_api::provider_config::SecretKeyRef;
 use datum_api::provider_config::gcp::ProviderConfig;
 use datum_provider::{ConnectError, Credentials, Provider};
 
-use crate::auth::{ServiceAccountKey, TokenSource};
+use crate::auth::{Federation, ServiceAccountKey, TokenSource};
 use crate::compute::{Compute, Settings};
 use crate::http::Transport;
 
@@ -30,7 +39,13 @@ pub struct GcpProvider {
     /// The control plane, for the ConfigMaps and Secrets that configMap/secret volumes
     /// deliver (through Secret Manager). Without it such volumes are refused.
     pub kube: Option<kube::Client>,
+    /// Where Workload Identity Federation reads its subject token: a projected
+    /// service-account token mounted with the pool provider as its audience.
+    pub subject_token_file: PathBuf,
 }
+
+/// The default [`GcpProvider::subject_token_file`].
+pub const SUBJECT_TOKEN_FILE: &str = "/var/run/secrets/datum/gcp/token";
 
 impl Default for GcpProvider {
     fn default() -> Self {
@@ -39,6 +54,7 @@ impl Default for GcpProvider {
             operation_timeout: Duration::from_secs(300),
             request_timeout: Duration::from_secs(30),
             kube: None,
+            subject_token_file: PathBuf::from(SUBJECT_TOKEN_FILE),
         }
     }
 }
@@ -50,6 +66,7 @@ impl std::fmt::Debug for GcpProvider {
             .field("operation_timeout", &self.operation_timeout)
             .field("request_timeout", &self.request_timeout)
             .field("kube", &self.kube.is_some())
+            .field("subject_token_file", &self.subject_token_file)
             .finish()
     }
 }
@@ -72,25 +89,61 @@ impl Provider for GcpProvider {
         credentials: &Credentials,
     ) -> Result<Compute, ConnectError> {
         let spec = &config.spec;
-        let Some(reference) = &spec.credentials.secret_ref else {
-            return Err(ConnectError(
-                "spec.credentials.workloadIdentity is not supported by this provider yet; use secretRef".to_owned(),
-            ));
-        };
-        let bytes = credentials.get(reference).unwrap_or_default();
-        let (key, signer) = ServiceAccountKey::parse(bytes).map_err(|e| {
-            ConnectError(format!(
-                "spec.credentials.secretRef (Secret {}/{} key {:?}): {e}",
-                reference.namespace, reference.name, reference.key
-            ))
-        })?;
         let transport =
             Transport::new(self.request_timeout).map_err(|e| ConnectError(e.to_string()))?;
-        let tokens = Arc::new(TokenSource::new(key, signer, transport.clone()));
+        let (tokens, source) = match (
+            &spec.credentials.secret_ref,
+            &spec.credentials.workload_identity,
+        ) {
+            (Some(reference), _) => {
+                let bytes = credentials.get(reference).unwrap_or_default();
+                let (key, signer) = ServiceAccountKey::parse(bytes).map_err(|e| {
+                    ConnectError(format!(
+                        "spec.credentials.secretRef (Secret {}/{} key {:?}): {e}",
+                        reference.namespace, reference.name, reference.key
+                    ))
+                })?;
+                (
+                    TokenSource::new(key, signer, transport.clone()),
+                    "spec.credentials.secretRef",
+                )
+            }
+            (None, Some(identity)) => {
+                let Some(audience) = &identity.audience else {
+                    return Err(ConnectError(
+                        "spec.credentials.workloadIdentity without audience (the ambient identity of a GCE/GKE metadata server) is not supported yet; set audience for Workload Identity Federation, or use secretRef".to_owned(),
+                    ));
+                };
+                let root = |default: &str| {
+                    spec.endpoint
+                        .clone()
+                        .unwrap_or_else(|| default.to_owned())
+                        .trim_end_matches('/')
+                        .to_owned()
+                };
+                let federation = Federation {
+                    audience: audience.clone(),
+                    subject_token_file: self.subject_token_file.clone(),
+                    sts_url: format!("{}/v1/token", root("https://sts.googleapis.com")),
+                    iam_credentials_url: root("https://iamcredentials.googleapis.com"),
+                    service_account_email: identity.service_account_email.clone(),
+                };
+                (
+                    TokenSource::federated(federation, transport.clone()),
+                    "spec.credentials.workloadIdentity",
+                )
+            }
+            (None, None) => {
+                return Err(ConnectError(
+                    "spec.credentials must set secretRef or workloadIdentity".to_owned(),
+                ));
+            }
+        };
+        let tokens = Arc::new(tokens);
         tokens
             .token()
             .await
-            .map_err(|e| ConnectError(format!("spec.credentials.secretRef: {e}")))?;
+            .map_err(|e| ConnectError(format!("{source}: {e}")))?;
         let settings = Settings {
             default_project: spec.project_id.clone(),
             machine_types: spec.machine_type_map.clone(),

@@ -12,6 +12,7 @@
 //! | [`health`] | instance group membership, backend service health, the "port answers" test hook |
 //! | [`secret_manager`] | secrets, versions, IAM policies |
 //! | [`token`] | the JWT-bearer token endpoint |
+//! | [`sts`] | Workload Identity Federation: STS token exchange and `generateAccessToken` |
 //! | [`faults`] | injectable errors and hangs |
 //! | [`errors`] | Google's JSON error bodies |
 //!
@@ -25,6 +26,7 @@ pub mod errors;
 pub mod faults;
 pub mod health;
 pub mod secret_manager;
+pub mod sts;
 pub mod token;
 
 use std::collections::{HashMap, HashSet};
@@ -64,6 +66,7 @@ struct Shared {
     metadata_instance: Option<String>,
     trusted_keys: Vec<Vec<u8>>,
     issued: u64,
+    federation: sts::Federation,
 }
 
 /// The fake: resources shared by all its listeners.
@@ -99,6 +102,11 @@ impl FakeCompute {
     /// Reads or changes the resources.
     pub fn with_compute<T>(&self, f: impl FnOnce(&mut Compute) -> T) -> T {
         self.with(|s| f(&mut s.compute))
+    }
+
+    /// Reads or changes what Workload Identity Federation accepts.
+    pub fn with_federation<T>(&self, f: impl FnOnce(&mut sts::Federation) -> T) -> T {
+        self.with(|s| f(&mut s.federation))
     }
 
     /// Reads or changes the secrets.
@@ -197,8 +205,22 @@ impl FakeCompute {
                 hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::NOT_FOUND);
             return Ok(response);
         }
+        let bearer = authorization
+            .as_deref()
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .unwrap_or_default()
+            .to_owned();
+        let impersonate = path
+            .strip_prefix("/v1/projects/-/serviceAccounts/")
+            .and_then(|rest| rest.strip_suffix(":generateAccessToken"))
+            .map(str::to_owned);
         let (status, reply) = if path == "/token" && method == "POST" {
             self.issue_token(&String::from_utf8_lossy(&bytes), token_uri)
+        } else if path == "/v1/token" && method == "POST" {
+            self.exchange(&String::from_utf8_lossy(&bytes))
+        } else if let Some(email) = impersonate.filter(|_| method == "POST") {
+            let body = serde_json::from_slice::<Value>(&bytes).ok();
+            self.impersonate(&bearer, &email, body.as_ref())
         } else if path.starts_with("/compute/v1/") || path.starts_with("/v1/") {
             let token = authorization
                 .as_deref()
@@ -314,6 +336,48 @@ impl FakeCompute {
                     (
                         200,
                         json!({ "access_token": token, "expires_in": 3599, "token_type": "Bearer" }),
+                    )
+                }
+                Err(reply) => reply,
+            }
+        })
+    }
+
+    /// STS: a federated access token for an accepted subject token.
+    fn exchange(&self, form: &str) -> (u16, Value) {
+        self.with(|s| match s.federation.exchange(form) {
+            Ok(()) => {
+                s.issued += 1;
+                let token = format!("ya29.fake-sts-{}", s.issued);
+                s.tokens.insert(token.clone());
+                s.federation.federated.insert(token.clone());
+                (
+                    200,
+                    json!({
+                        "access_token": token,
+                        "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
+                        "token_type": "Bearer",
+                        "expires_in": 3599,
+                    }),
+                )
+            }
+            Err(reply) => reply,
+        })
+    }
+
+    /// IAM Credentials `generateAccessToken`: the service account's token for a federated
+    /// caller allowed to impersonate it.
+    fn impersonate(&self, bearer: &str, email: &str, body: Option<&Value>) -> (u16, Value) {
+        self.with(|s| {
+            let known = s.tokens.contains(bearer);
+            match s.federation.may_impersonate(bearer, known, email, body) {
+                Ok(()) => {
+                    s.issued += 1;
+                    let token = format!("ya29.fake-sa-{}", s.issued);
+                    s.tokens.insert(token.clone());
+                    (
+                        200,
+                        json!({ "accessToken": token, "expireTime": "2026-01-01T01:00:00Z" }),
                     )
                 }
                 Err(reply) => reply,

@@ -98,6 +98,7 @@ pub fn provider() -> GcpProvider {
         operation_timeout: Duration::from_secs(10),
         request_timeout: Duration::from_secs(5),
         kube: None,
+        ..GcpProvider::default()
     }
 }
 
