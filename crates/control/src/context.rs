@@ -1,8 +1,9 @@
-//! What every controller shares: the client, the [`Settings`], and the event reporter.
+//! What every controller shares: the client, the [`Settings`], the event reporter and the
+//! [`Caches`].
 //!
 //! A [`Context`] is cheap to clone (an `Arc` inside) and is handed to each reconcile.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use datum_runtime::metrics::Metrics;
@@ -11,6 +12,8 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
+
+use crate::cache::Caches;
 
 /// How the controllers behave; the defaults suit production, tests shorten the windows.
 #[derive(Clone, Debug)]
@@ -22,6 +25,9 @@ pub struct Settings {
     pub resync: Duration,
     /// How long after the last error a failed reconcile is retried.
     pub retry: Duration,
+    /// The least time between two status writes of one roll-up (a deployment's or a
+    /// Workload's status); see [`Pacer`](crate::status_write::Pacer).
+    pub rollup_interval: Duration,
     /// The autoscaler's knobs.
     pub autoscaler: crate::autoscaler::AutoscalerSettings,
     /// The field manager and event reporter name.
@@ -38,6 +44,7 @@ impl Default for Settings {
             namespace: None,
             resync: Duration::from_secs(300),
             retry: Duration::from_secs(5),
+            rollup_interval: Duration::from_secs(2),
             autoscaler: crate::autoscaler::AutoscalerSettings::default(),
             manager: "datum-control".to_owned(),
             networks: crate::network::NetworkSettings::default(),
@@ -56,6 +63,10 @@ struct Inner {
     client: Client,
     settings: Settings,
     recorder: Recorder,
+    caches: OnceLock<Caches>,
+    expectations: crate::expectations::Expectations,
+    pacer: crate::status_write::Pacer,
+    freshness: datum_runtime::freshness::Freshness,
 }
 
 impl Context {
@@ -65,13 +76,42 @@ impl Context {
             instance: std::env::var("HOSTNAME").ok(),
         };
         let recorder = Recorder::new(client.clone(), reporter);
-        Self {
+        let pacer = crate::status_write::Pacer::new(settings.rollup_interval);
+        let context = Self {
             inner: Arc::new(Inner {
                 client,
                 settings,
                 recorder,
+                caches: OnceLock::new(),
+                expectations: Default::default(),
+                pacer,
+                freshness: Default::default(),
             }),
-        }
+        };
+        let caches = Caches::start(&context);
+        let _ = context.inner.caches.set(caches);
+        context
+    }
+
+    /// Versions of objects known to be outdated in the caches.
+    pub fn freshness(&self) -> &datum_runtime::freshness::Freshness {
+        &self.inner.freshness
+    }
+
+    /// Spaces roll-up status writes.
+    pub fn pacer(&self) -> &crate::status_write::Pacer {
+        &self.inner.pacer
+    }
+
+    /// Objects this process created that the caches do not show yet.
+    pub fn expectations(&self) -> &crate::expectations::Expectations {
+        &self.inner.expectations
+    }
+
+    /// The shared caches (one watch per kind), started with the context.
+    pub fn caches(&self) -> &Caches {
+        // Set in `new` before the context is handed out.
+        self.inner.caches.get_or_init(|| Caches::start(self))
     }
 
     pub fn client(&self) -> &Client {

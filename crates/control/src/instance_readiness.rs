@@ -42,8 +42,7 @@ pub enum InstanceReadinessError {
 
 /// Runs the instance controller until `shutdown` completes.
 pub async fn run(context: Context, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let instances: Api<Instance> = context.scoped_api();
-    watch::controller(instances, watch::Filter::Everything)
+    watch::shared_controller(&context.caches().instances, watch::Filter::Everything)
         .graceful_shutdown_on(shutdown)
         .run(
             crate::context::timed(
@@ -68,6 +67,7 @@ fn error_policy(
     context: Arc<Context>,
 ) -> Action {
     if watch::is_conflict(error) {
+        context.freshness().outdated(instance.as_ref());
         debug!(instance = %instance.name_any(), %error, "instance changed meanwhile; retrying");
     } else {
         warn!(instance = %instance.name_any(), error = %error, "deriving instance readiness failed");
@@ -86,18 +86,56 @@ pub async fn reconcile(
     let namespace = instance
         .namespace()
         .ok_or(InstanceReadinessError::NoNamespace)?;
+    if context.freshness().is_outdated(instance.as_ref()) {
+        return Ok(Action::requeue(datum_runtime::freshness::RECHECK));
+    }
+    if awaits_addresses(&instance) {
+        // The instance-network controller writes Ready with the addresses.
+        return Ok(Action::await_change());
+    }
     let mut status = instance
         .status
         .clone()
         .unwrap_or_else(InstanceStatus::pending);
     let mut list = status.conditions.take().unwrap_or_default();
     let ready = ready_condition(&instance, &list);
+    let reason = ready.reason.clone();
     conditions::set(&mut list, ready);
     status.conditions = Some(list);
     let api: Api<Instance> = context.api_in(&namespace);
-    status_write::write_if_changed(&api, instance.as_ref(), instance.status.as_ref(), &status)
-        .await?;
+    if let Some(written) =
+        status_write::write_if_changed(&api, instance.as_ref(), instance.status.as_ref(), &status)
+            .await?
+    {
+        context.freshness().wrote(instance.as_ref(), &written);
+        debug!(instance = %instance.name_any(), %reason, "wrote Ready");
+    }
     Ok(Action::await_change())
+}
+
+/// Whether the Instance still waits for its first address allocation (the `Network` gate is
+/// on and `AddressesAllocated` not yet reported): its first status write is the
+/// instance-network controller's, which sets Ready too, so writing Ready now would only
+/// add a write.
+fn awaits_addresses(instance: &Instance) -> bool {
+    let gated = instance
+        .spec
+        .controller
+        .as_ref()
+        .and_then(|c| c.scheduling_gates.as_ref())
+        .is_some_and(|gates| {
+            gates
+                .iter()
+                .any(|g| g.name == datum_api::compute::scheduling_gates::NETWORK)
+        });
+    let reported = instance
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_deref())
+        .is_some_and(|c| {
+            conditions::get(c, crate::network::instance_network::ADDRESSES_ALLOCATED).is_some()
+        });
+    gated && !reported
 }
 
 /// The Ready condition `instance` should carry, given its current conditions.

@@ -10,7 +10,8 @@
 //! | [`autoscaler`] | autoscaler | Instance `status.usage` | WorkloadDeployment `spec.replicas`, through `/scale` |
 //! | [`network`] | networks | Network, NetworkBinding, NetworkContext, Instance interfaces | NetworkContexts, Subnets, addresses ([`ipam`]), the `Network` gate lifted |
 //!
-//! [`context`] holds what every controller shares (client, [`Settings`], event reporter);
+//! [`context`] holds what every controller shares (client, [`Settings`], event reporter,
+//! the [`cache`]s: one watch per kind, read by every controller instead of the API server);
 //! [`watch`] builds their watch streams; [`status_write`] writes status subresources only
 //! when something changed. [`run`] starts them all, the way the `datum-control` binary and
 //! the tests do:
@@ -28,7 +29,9 @@
 //! nothing outside the API server has to be released first.
 
 pub mod autoscaler;
+pub mod cache;
 pub mod context;
+pub mod expectations;
 pub mod instance_control;
 pub mod instance_readiness;
 pub mod ipam;
@@ -59,6 +62,7 @@ pub async fn run(
             let _ = rx.recv().await;
         }
     };
+    let stopped_early = signal(&tx);
     let controllers = futures::future::join5(
         placement::run(context.clone(), signal(&tx)),
         instance_control::run(context.clone(), signal(&tx)),
@@ -68,10 +72,23 @@ pub async fn run(
     );
     let controllers =
         futures::future::join(controllers, network::run(context.clone(), signal(&tx)));
+    let caches = context.caches().clone();
+    // Controllers start once every cache holds its first list, so no reconcile reads a
+    // half-loaded cache (and, say, takes a missing Network for a deleted one).
+    let work = async move {
+        tokio::select! {
+            () = caches.ready() => {
+                tracing::debug!("caches loaded; starting the controllers");
+                controllers.await;
+            }
+            () = stopped_early => {}
+        }
+        caches.stop();
+    };
     let trigger = async move {
         shutdown.await;
         tracing::info!("shutting down controllers");
         let _ = tx.send(());
     };
-    let (_, _) = futures::future::join(controllers, trigger).await;
+    let ((), ()) = futures::future::join(work, trigger).await;
 }

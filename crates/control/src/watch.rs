@@ -49,6 +49,25 @@ where
     }
 }
 
+/// A controller over a [`Shared`](crate::cache::Shared) cache: its trigger is a
+/// subscription, its store the cache's (so no second copy of the objects is kept).
+pub fn shared_controller<K>(shared: &crate::cache::Shared<K>, filter: Filter) -> Controller<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Clone + Eq + Hash + Debug + Unpin + Send + Sync,
+{
+    let stream = shared.subscribe();
+    match filter {
+        Filter::Generation => Controller::for_stream(
+            stream
+                .predicate_filter(predicates::generation, Default::default())
+                .boxed(),
+            shared.store(),
+        ),
+        Filter::Everything => Controller::for_stream(stream.boxed(), shared.store()),
+    }
+}
+
 /// A stream of `K` (without `managedFields`) for `Controller::watches_stream`/`owns_stream`.
 pub fn objects<K>(
     api: Api<K>,

@@ -4,8 +4,9 @@
 //!    carry its finalizer);
 //! 2. **delete** — if deleting: delete the external resource, confirm it is gone, drop the
 //!    finalizer;
-//! 3. **finalizer** — add it before anything exists outside;
-//! 4. **gates** — wait while scheduling gates remain;
+//! 3. **gates** — wait while scheduling gates remain (nothing is written meanwhile);
+//! 4. **finalizer** — added with the create-pending mark (or the adopted ID), in one
+//!    write, before anything exists outside;
 //! 5. **connect** — a bad ProviderConfig is a condition, not a crash;
 //! 6. **observe** — then create (mark pending → create → record ID), adopt, update, or
 //!    report the live state, and come back after `resync` to catch drift.
@@ -17,7 +18,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use datum_api::compute::conditions::reasons;
 use datum_api::networking::Location;
 use datum_runtime::backoff::Backoff;
 use datum_runtime::metrics::Metrics;
@@ -82,6 +82,8 @@ pub struct Context<P: Provider> {
     pub progress_requeue: Duration,
     /// NetworkPolicies, if the provider enforces them.
     pub network_policies: Option<crate::network_policy::PolicyIndex>,
+    /// Cached copies known to be outdated (written over, or conflicted on).
+    pub freshness: datum_runtime::freshness::Freshness,
 }
 
 /// Where the object's Location stands for this provider.
@@ -160,7 +162,9 @@ pub fn error_policy<P: Provider, K: ManagedKind>(
     let uid = obj.meta().uid.clone().unwrap_or_default();
     let delay = ctx.backoff.next_delay(&uid);
     if is_conflict(error) {
-        // Another writer changed the object first: routine, and the retry reads the newer one.
+        // Another writer changed the object first: routine. The retry waits for the cache
+        // to show the newer copy rather than conflicting again on this one.
+        ctx.freshness.outdated(obj.as_ref());
         tracing::debug!(
             controller = K::CONTROLLER,
             name = obj.name_any(),
@@ -227,6 +231,9 @@ where
     }
 
     async fn run(mut self) -> Result<Action, Error> {
+        if self.ctx.freshness.is_outdated(&self.obj) {
+            return Ok(Action::requeue(datum_runtime::freshness::RECHECK));
+        }
         let ours = self.has_finalizer();
         let settings = match self.ctx.served(&self.obj) {
             Served::Yes(settings) => settings,
@@ -242,17 +249,10 @@ where
                 Ok(Action::await_change())
             };
         }
-        if !ours {
-            self.add_finalizer().await?;
-        }
-        let gates = self.obj.scheduling_gates();
-        if !gates.is_empty() {
-            let message = format!("Waiting for scheduling gates: {}", gates.join(", "));
-            self.write_status(Outcome::Waiting {
-                reason: reasons::PENDING_PROGRAMMING.to_owned(),
-                message,
-            })
-            .await?;
+        if !self.obj.scheduling_gates().is_empty() {
+            // Nothing exists outside yet, so no finalizer either; the control plane's
+            // `Ready` already says which gates it waits for. Lifting a gate is a change,
+            // which brings the object back.
             return Ok(Action::await_change());
         }
         let client = match self.ctx.connection.current() {
@@ -290,10 +290,11 @@ where
                         )
                         .await;
                 }
-                // Mark, create, record: a crash in between leaves the mark, and the next
-                // reconcile adopts what observe finds by the deterministic name.
+                // Mark (with the finalizer, in one write), create, record: a crash in
+                // between leaves the mark, and the next reconcile adopts what observe finds
+                // by the deterministic name.
                 let now = k8s_openapi::jiff::Timestamp::now().to_string();
-                self.patch_annotations(json!({
+                self.patch_owned_annotations(json!({
                     (self.ctx.names.create_pending.clone()): now,
                     (self.ctx.names.external_id.clone()): null,
                 }))
@@ -314,10 +315,8 @@ where
                         format!("Created external resource {id}"),
                     )
                     .await;
-                self.write_status(Outcome::Progressing {
-                    message: format!("Created {id}; waiting for it to be ready"),
-                })
-                .await?;
+                // No "created, waiting" status: recording the ID is a change, which brings
+                // the object straight back to observe and report what the platform says.
                 Ok(Action::requeue(self.ctx.progress_requeue))
             }
             Observation::Exists {
@@ -325,8 +324,8 @@ where
                 up_to_date,
                 live,
             } => {
-                if recorded.as_deref() != Some(id.as_str()) || pending {
-                    self.patch_annotations(json!({
+                if recorded.as_deref() != Some(id.as_str()) || pending || !self.has_finalizer() {
+                    self.patch_owned_annotations(json!({
                         (self.ctx.names.external_id.clone()): id,
                         (self.ctx.names.create_pending.clone()): null,
                     }))
@@ -475,13 +474,6 @@ where
         self.obj.annotations().get(key).cloned()
     }
 
-    async fn add_finalizer(&mut self) -> Result<(), Error> {
-        let mut finalizers = self.obj.finalizers().to_vec();
-        finalizers.push(self.ctx.names.finalizer.clone());
-        self.patch_metadata("finalizer", json!({ "finalizers": finalizers }))
-            .await
-    }
-
     async fn remove_finalizer(&mut self) -> Result<(), Error> {
         let finalizers: Vec<_> = self
             .obj
@@ -494,12 +486,43 @@ where
             .await
     }
 
-    async fn patch_annotations(&mut self, annotations: Value) -> Result<(), Error> {
-        self.patch_metadata("annotations", json!({ "annotations": annotations }))
-            .await
+    /// Writes `annotations` and, if the object does not carry it yet, the finalizer — in
+    /// one write, so the finalizer is on before anything is created outside.
+    async fn patch_owned_annotations(&mut self, annotations: Value) -> Result<(), Error> {
+        if self.has_finalizer() {
+            return self.patch_annotations(annotations).await;
+        }
+        let mut finalizers = self.obj.finalizers().to_vec();
+        finalizers.push(self.ctx.names.finalizer.clone());
+        self.patch_metadata(
+            "finalizer",
+            json!({ "finalizers": finalizers, "annotations": annotations }),
+        )
+        .await
     }
 
-    /// A merge patch of `metadata`, guarded by the current resourceVersion.
+    /// A merge patch of some annotations. Unguarded: a merge patch touches only the keys
+    /// it names, so it cannot undo another writer's change (and so cannot conflict).
+    async fn patch_annotations(&mut self, annotations: Value) -> Result<(), Error> {
+        let patched = self
+            .api
+            .patch(
+                &self.name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "metadata": { "annotations": annotations } })),
+            )
+            .await
+            .map_err(|source| Error::Write {
+                what: "annotations",
+                source,
+            })?;
+        self.ctx.freshness.wrote(&self.obj, &patched);
+        self.obj = patched;
+        Ok(())
+    }
+
+    /// A merge patch of `metadata`, guarded by the current resourceVersion (the finalizer
+    /// list is replaced whole, so a stale copy must not write it).
     async fn patch_metadata(
         &mut self,
         what: &'static str,
@@ -516,6 +539,7 @@ where
             )
             .await
             .map_err(|source| Error::Write { what, source })?;
+        self.ctx.freshness.wrote(&self.obj, &patched);
         self.obj = patched;
         Ok(())
     }
@@ -523,7 +547,9 @@ where
     async fn write_status(&mut self, outcome: Outcome<K::Live>) -> Result<(), Error> {
         match self.obj.status_for(&outcome) {
             Some(status) => {
-                self.obj = self.patch_status(status).await?;
+                let written = self.patch_status(status).await?;
+                self.ctx.freshness.wrote(&self.obj, &written);
+                self.obj = written;
                 Ok(())
             }
             None => Ok(()),

@@ -204,6 +204,7 @@ pub async fn run<P: Provider>(
         resync: options.resync,
         progress_requeue: options.progress_requeue,
         network_policies,
+        freshness: Default::default(),
     });
 
     health.set_ready(true);

@@ -11,11 +11,11 @@
 //! The controllers and the provider run in this process (each with its own counted client),
 //! so CPU time and peak RSS cover both plus the harness: upper bounds for each component.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use datum_api::compute::{Instance, Workload};
+use datum_api::compute::{Instance, Workload, WorkloadDeployment};
 use datum_api::networking::{Location, Network};
 use datum_api::provider_config::sim::ProviderConfig;
 use datum_provider_sim::SimProvider;
@@ -25,17 +25,80 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
 
-type Counter = Arc<AtomicU64>;
+/// Requests one component issued, by kind of request (`PATCH instances/status`,
+/// `WATCH subnets`, ...), so a regression shows where it comes from.
+#[derive(Clone, Default)]
+struct Counter(Arc<Mutex<Counts>>);
+
+type Counts = BTreeMap<String, u64>;
+
+impl Counter {
+    fn record(&self, request: &http::Request<kube::client::Body>) {
+        self.record_kind(request_kind(request.method().as_str(), request.uri()));
+    }
+
+    fn record_kind(&self, kind: String) {
+        if let Ok(mut counts) = self.0.lock() {
+            *counts.entry(kind).or_default() += 1;
+        }
+    }
+
+    /// The counts so far, starting again from zero.
+    fn take(&self) -> Counts {
+        self.0
+            .lock()
+            .map(|mut c| std::mem::take(&mut *c))
+            .unwrap_or_default()
+    }
+}
+
+/// `VERB resource[/subresource]` from a request: the plural after the namespace (or the
+/// group version), with the object name dropped; `WATCH` for list requests with `watch=true`.
+fn request_kind(method: &str, uri: &http::Uri) -> String {
+    let segments: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
+    // /api/v1/... or /apis/group/version/...
+    let rest = match segments.first() {
+        Some(&"api") => segments.get(2..).unwrap_or_default(),
+        Some(&"apis") => segments.get(3..).unwrap_or_default(),
+        _ => &segments[..],
+    };
+    let rest = match rest {
+        ["namespaces", _, tail @ ..] if !tail.is_empty() => tail,
+        other => other,
+    };
+    let resource = match rest {
+        [plural] => (*plural).to_owned(),
+        [plural, _name] => (*plural).to_owned(),
+        [plural, _name, sub, ..] => format!("{plural}/{sub}"),
+        [] => String::new(),
+    };
+    let query = uri.query().unwrap_or_default();
+    let verb = if query.contains("watch=true") {
+        "WATCH"
+    } else {
+        method
+    };
+    format!("{verb} {resource}")
+}
 
 async fn counting_client(cp: &ControlPlane, counter: Counter) -> anyhow::Result<Client> {
     let kubeconfig = kube::config::Kubeconfig::read_from(cp.kubeconfig_path())?;
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
-    let layer = tower::util::MapRequestLayer::new(move |request| {
-        counter.fetch_add(1, Ordering::Relaxed);
-        request
+    let requests = counter.clone();
+    let layer =
+        tower::util::MapRequestLayer::new(move |request: http::Request<kube::client::Body>| {
+            requests.record(&request);
+            request
+        });
+    let responses = tower::util::MapResponseLayer::new(move |response: http::Response<_>| {
+        if response.status() == http::StatusCode::CONFLICT {
+            counter.record_kind("409 Conflict (of the above)".to_owned());
+        }
+        response
     });
     Ok(kube::client::ClientBuilder::try_from(config)?
         .with_layer(&layer)
+        .with_layer(&responses)
         .build())
 }
 
@@ -69,6 +132,13 @@ async fn main() -> anyhow::Result<()> {
         .skip(1)
         .filter_map(|a| a.parse().ok())
         .collect();
+    // Logs only when asked (`RUST_LOG=datum_control=debug` shows every conflict retry).
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let instances = numbers.first().copied().unwrap_or(1000);
     let workloads = numbers.get(1).copied().unwrap_or(10).max(1);
     let locations = numbers.get(2).copied().unwrap_or(5).max(1);
@@ -119,8 +189,8 @@ async fn main() -> anyhow::Result<()> {
         .create(&PostParams::default(), &network)
         .await?;
 
-    let control_requests: Counter = Arc::default();
-    let provider_requests: Counter = Arc::default();
+    let control_requests = Counter::default();
+    let provider_requests = Counter::default();
     let stop = CancellationToken::new();
     let settings = datum_control::Settings {
         namespace: Some(ns.clone()),
@@ -168,11 +238,20 @@ async fn main() -> anyhow::Result<()> {
             .await?;
     }
     let instances_api = Api::<Instance>::namespaced(admin.clone(), &ns);
+    let deployments_api = Api::<WorkloadDeployment>::namespaced(admin.clone(), &ns);
     let deadline = started + Duration::from_secs(3 * 3600);
+    // Progress from the deployments' roll-ups (a few hundred small objects), so the harness
+    // does not list thousands of Instances a second; the count is checked on the Instances
+    // themselves once it says done.
     loop {
-        let list = instances_api.list(&ListParams::default()).await?;
-        let ready_count = list.items.iter().filter(|i| ready(i)).count();
-        if list.items.len() == total && ready_count == total {
+        let ready_count: i64 = deployments_api
+            .list(&ListParams::default())
+            .await?
+            .items
+            .iter()
+            .filter_map(|d| d.status.as_ref().map(|s| i64::from(s.ready_replicas)))
+            .sum();
+        if ready_count == total as i64 && count_ready(&instances_api).await? == (total, total) {
             break;
         }
         anyhow::ensure!(
@@ -183,31 +262,93 @@ async fn main() -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed();
     let cpu = cpu_seconds().unwrap_or_default() - cpu_before;
-    let control_n = control_requests.load(Ordering::Relaxed);
-    let provider_n = provider_requests.load(Ordering::Relaxed);
+    let rss = proc_status("VmHWM:").unwrap_or_default() / 1024.0;
     println!(
         "all {total} Ready in {:.1} s ({:.0} instances/s)",
         elapsed.as_secs_f64(),
         total as f64 / elapsed.as_secs_f64()
     );
-    println!(
-        "API requests: control plane {control_n} ({:.2}/instance), provider {provider_n} ({:.2}/instance)",
-        control_n as f64 / total as f64,
-        provider_n as f64 / total as f64
+    report(
+        "apply → all Ready",
+        &control_requests.take(),
+        &provider_requests.take(),
+        total,
     );
     println!(
-        "CPU time of the process (controllers + provider + harness): {cpu:.1} s; peak RSS {:.0} MiB",
-        proc_status("VmHWM:").unwrap_or_default() / 1024.0
+        "CPU time of the process (controllers + provider + harness): {cpu:.1} s; peak RSS {rss:.0} MiB"
     );
 
+    let deleting = Instant::now();
     for w in 0..workloads {
         workloads_api
             .delete(&format!("w{w}"), &DeleteParams::background())
             .await?;
     }
+    loop {
+        let left = instances_api.list(&ListParams::default().limit(1)).await?;
+        if left.items.is_empty() {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "instances left after 3 h");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    println!(
+        "delete → no Instance left in {:.1} s",
+        deleting.elapsed().as_secs_f64()
+    );
+    report(
+        "delete → none left",
+        &control_requests.take(),
+        &provider_requests.take(),
+        total,
+    );
     stop.cancel();
     let _ = control.await;
     let _ = provider.await;
     let _ = std::fs::remove_dir_all(&state);
     Ok(())
+}
+
+/// (Instances, Ready Instances), listed a page at a time.
+async fn count_ready(api: &Api<Instance>) -> anyhow::Result<(usize, usize)> {
+    let (mut all, mut ready_count) = (0, 0);
+    let mut params = ListParams::default().limit(500);
+    loop {
+        let page = api.list(&params).await?;
+        all += page.items.len();
+        ready_count += page.items.iter().filter(|i| ready(i)).count();
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok((all, ready_count)),
+        }
+    }
+}
+
+/// Prints one phase's requests and writes per Instance, by component and kind.
+fn report(phase: &str, control: &Counts, provider: &Counts, instances: usize) {
+    let per = |n: u64| n as f64 / instances as f64;
+    for (component, counts) in [("control plane", control), ("provider", provider)] {
+        let (requests, writes) = (sent(counts, false), sent(counts, true));
+        println!(
+            "{phase}: {component}: {requests} requests ({:.2}/instance), {writes} writes ({:.2}/instance)",
+            per(requests),
+            per(writes)
+        );
+        let mut rows: Vec<_> = counts.iter().collect();
+        rows.sort_by(|a, b| b.1.cmp(a.1));
+        for (kind, n) in rows {
+            println!("    {:>8.2}/instance  {n:>7}  {kind}", per(*n));
+        }
+    }
+}
+
+/// Requests sent (or only writes: everything but GET and WATCH); 409 answers are not
+/// requests.
+fn sent(counts: &Counts, writes_only: bool) -> u64 {
+    counts
+        .iter()
+        .filter(|(kind, _)| !kind.starts_with("409"))
+        .filter(|(kind, _)| !writes_only || !(kind.starts_with("GET") || kind.starts_with("WATCH")))
+        .map(|(_, n)| n)
+        .sum()
 }

@@ -22,10 +22,10 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use datum_api::compute::{Instance, MetricSpec, ResourceMetricName, WorkloadDeployment, labels};
+use datum_api::compute::{Instance, MetricSpec, ResourceMetricName, WorkloadDeployment};
 use datum_api::conditions;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
 use tracing::{info, warn};
@@ -60,10 +60,6 @@ impl Default for AutoscalerSettings {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AutoscalerError {
-    #[error("failed to list workload deployments")]
-    ListDeployments(#[source] kube::Error),
-    #[error("failed to list the instances of deployment {0}")]
-    ListInstances(String, #[source] kube::Error),
     #[error("failed to write the scale of deployment {0}")]
     Scale(String, #[source] kube::Error),
 }
@@ -96,12 +92,14 @@ async fn evaluate_all(
     context: &Context,
     states: &mut HashMap<String, DeploymentState>,
 ) -> Result<(), AutoscalerError> {
-    let api: Api<WorkloadDeployment> = context.scoped_api();
-    let deployments = api
-        .list(&ListParams::default())
-        .await
-        .map_err(AutoscalerError::ListDeployments)?
-        .items;
+    let deployments: Vec<WorkloadDeployment> = context
+        .caches()
+        .deployments
+        .store()
+        .state()
+        .iter()
+        .map(|d| d.as_ref().clone())
+        .collect();
     let autoscaled: Vec<&WorkloadDeployment> = deployments
         .iter()
         .filter(|d| {
@@ -136,7 +134,7 @@ async fn evaluate(
     let min = scale.min_replicas;
     let max = scale.max_replicas.unwrap_or(min).max(min);
     let current = deployment.spec.replicas.unwrap_or(min);
-    let instances = list_instances(context, deployment, &namespace).await?;
+    let instances = cached_instances(context, deployment, &namespace);
     let known: Vec<&Instance> = instances
         .iter()
         .filter(|i| i.metadata.deletion_timestamp.is_none())
@@ -290,22 +288,20 @@ fn figures(
     Ok(result)
 }
 
-async fn list_instances(
+/// The deployment's Instances, from the shared cache.
+fn cached_instances(
     context: &Context,
     deployment: &WorkloadDeployment,
     namespace: &str,
-) -> Result<Vec<Instance>, AutoscalerError> {
-    let api: Api<Instance> = context.api_in(namespace);
-    let selector = format!(
-        "{}={}",
-        labels::WORKLOAD_DEPLOYMENT_UID,
-        deployment.uid().unwrap_or_default()
-    );
-    Ok(api
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(|e| AutoscalerError::ListInstances(deployment.name_any(), e))?
-        .items)
+) -> Vec<Instance> {
+    context
+        .caches()
+        .instances
+        .indexed(&deployment.uid().unwrap_or_default())
+        .into_iter()
+        .filter(|i| i.namespace().as_deref() == Some(namespace))
+        .map(|i| i.as_ref().clone())
+        .collect()
 }
 
 async fn write_scale(

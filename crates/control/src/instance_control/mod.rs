@@ -17,6 +17,11 @@
 //!
 //! Triggers: deployment spec changes (generation: template, `spec.replicas`, the scale
 //! subresource) and any change of an owned Instance (its readiness drives the rollout).
+//! The status is written at most every [`Settings::rollup_interval`](crate::Settings::rollup_interval)
+//! ([`Pacer`](crate::status_write::Pacer)), so a burst of Instance changes yields one write.
+//! (kube's debounce would do it too, but postpones the reconcile for as long as changes
+//! keep coming, which a deployment of many Instances reporting usage never stops doing.)
+//! Instances and NetworkBindings are read from the shared [`caches`](crate::cache).
 
 pub mod build;
 pub mod plan;
@@ -26,11 +31,11 @@ use std::future::Future;
 use std::sync::Arc;
 
 use datum_api::compute::conditions::READY;
-use datum_api::compute::{Instance, WorkloadDeployment, labels};
+use datum_api::compute::{Instance, WorkloadDeployment};
 use datum_api::conditions;
 use datum_api::networking::NetworkBinding;
 use futures::StreamExt;
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use tracing::{debug, info, warn};
@@ -43,8 +48,6 @@ use plan::{Observed, Step};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InstanceControlError {
-    #[error("failed to list the instances of deployment {0}")]
-    ListInstances(String, #[source] kube::Error),
     #[error("failed to create instance {0}")]
     CreateInstance(String, #[source] kube::Error),
     #[error("failed to update instance {0}")]
@@ -61,9 +64,9 @@ pub enum InstanceControlError {
 
 /// Runs the workload-deployment controller until `shutdown` completes.
 pub async fn run(context: Context, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let deployments: Api<WorkloadDeployment> = context.scoped_api();
-    watch::controller(deployments, watch::Filter::Generation)
-        .owns_stream(watch::objects(context.scoped_api::<Instance>()))
+    let caches = context.caches();
+    watch::shared_controller(&caches.deployments, watch::Filter::Generation)
+        .owns_stream(caches.instances.subscribe())
         .graceful_shutdown_on(shutdown)
         .run(
             crate::context::timed(
@@ -88,6 +91,7 @@ fn error_policy(
     context: Arc<Context>,
 ) -> Action {
     if watch::is_conflict(error) {
+        context.freshness().outdated(deployment.as_ref());
         debug!(deployment = %deployment.name_any(), %error, "deployment changed meanwhile; retrying");
     } else {
         warn!(deployment = %deployment.name_any(), namespace = ?deployment.namespace(), error = %error, source = ?std::error::Error::source(error), "reconciling deployment failed");
@@ -103,11 +107,14 @@ pub async fn reconcile(
     if deployment.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
+    if context.freshness().is_outdated(deployment.as_ref()) {
+        return Ok(Action::requeue(datum_runtime::freshness::RECHECK));
+    }
     let namespace = deployment
         .namespace()
         .ok_or(InstanceControlError::NoNamespace)?;
     let api: Api<Instance> = context.api_in(&namespace);
-    let instances = list_instances(&api, &deployment).await?;
+    let instances = cached_instances(&context, &deployment);
     let hash = deployment.spec.template.hash();
     if let Some(location) = build::location(&deployment) {
         ensure_bindings(&context, &deployment, &namespace, &location).await?;
@@ -120,11 +127,23 @@ pub async fn reconcile(
             &hash,
             &observed,
         );
-        execute(&api, &deployment, &location, &instances, &hash, steps).await?;
+        execute(
+            &context,
+            &api,
+            &deployment,
+            &location,
+            &instances,
+            &hash,
+            steps,
+        )
+        .await?;
     } else {
         debug!(deployment = %deployment.name_any(), "deployment has no location yet");
     }
-    update_status(&context, &deployment, &namespace, &instances, &hash).await?;
+    if let Some(delay) = update_status(&context, &deployment, &namespace, &instances, &hash).await?
+    {
+        return Ok(Action::requeue(delay));
+    }
     Ok(Action::requeue(context.settings().resync))
 }
 
@@ -146,6 +165,14 @@ async fn ensure_bindings(
     {
         let binding = build::network_binding(deployment, location, index, &interface.network);
         let name = binding.name_any();
+        if context
+            .caches()
+            .network_bindings
+            .get(Some(namespace), &name)
+            .is_some()
+        {
+            continue;
+        }
         match api.create(&PostParams::default(), &binding).await {
             Ok(_) => info!(binding = %name, "created network binding"),
             Err(kube::Error::Api(status)) if status.code == 409 => {}
@@ -155,20 +182,26 @@ async fn ensure_bindings(
     Ok(())
 }
 
-async fn list_instances(
-    api: &Api<Instance>,
-    deployment: &WorkloadDeployment,
-) -> Result<Vec<Instance>, InstanceControlError> {
-    let selector = format!(
-        "{}={}",
-        labels::WORKLOAD_DEPLOYMENT_UID,
-        deployment.uid().unwrap_or_default()
-    );
-    let list = api
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(|e| InstanceControlError::ListInstances(deployment.name_any(), e))?;
-    Ok(list.items)
+/// The deployment's Instances, from the shared cache (a create or delete not yet seen there
+/// is harmless: names are per ordinal, so a repeated create is a `409`, a repeated delete a
+/// `404`).
+fn cached_instances(context: &Context, deployment: &WorkloadDeployment) -> Vec<Instance> {
+    let uid = deployment.uid().unwrap_or_default();
+    let namespace = deployment.namespace().unwrap_or_default();
+    let instances: Vec<Instance> = context
+        .caches()
+        .instances
+        .indexed(&uid)
+        .into_iter()
+        .filter(|i| i.namespace().as_deref() == Some(namespace.as_str()))
+        .map(|i| i.as_ref().clone())
+        .collect();
+    for instance in &instances {
+        context
+            .expectations()
+            .seen(&namespace, &instance.name_any());
+    }
+    instances
 }
 
 /// What the planner needs from an Instance.
@@ -194,6 +227,7 @@ pub fn observe(instance: &Instance) -> Observed {
 }
 
 async fn execute(
+    context: &Context,
     api: &Api<Instance>,
     deployment: &WorkloadDeployment,
     location: &datum_api::compute::LocationReference,
@@ -206,8 +240,16 @@ async fn execute(
             Step::Create(ordinal) => {
                 let instance = build::new_instance(deployment, location, ordinal, hash);
                 let name = instance.name_any();
+                let namespace = deployment.namespace().unwrap_or_default();
+                if context.expectations().pending(&namespace, &name) {
+                    debug!(instance = %name, "created already; waiting for the cache to show it");
+                    continue;
+                }
                 match api.create(&PostParams::default(), &instance).await {
-                    Ok(_) => info!(instance = %name, "created instance"),
+                    Ok(_) => {
+                        context.expectations().created(&namespace, &name);
+                        info!(instance = %name, "created instance");
+                    }
                     Err(kube::Error::Api(status)) if status.code == 409 => {
                         debug!(instance = %name, "instance already exists")
                     }
@@ -241,9 +283,10 @@ async fn update_status(
     namespace: &str,
     instances: &[Instance],
     hash: &str,
-) -> Result<(), InstanceControlError> {
+) -> Result<Option<std::time::Duration>, InstanceControlError> {
     let status = status::status(deployment, instances, hash);
     let api: Api<WorkloadDeployment> = context.api_in(namespace);
-    status_write::write_if_changed(&api, deployment, deployment.status.as_ref(), &status).await?;
-    Ok(())
+    let (pacer, freshness) = (context.pacer(), context.freshness());
+    let current = deployment.status.as_ref();
+    Ok(status_write::write_paced(pacer, freshness, &api, deployment, current, &status).await?)
 }

@@ -29,6 +29,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use datum_api::networking::{
     IpAddress, IpAddressInstanceRef, IpAddressSpec, IpFamily, LocalNetworkRef, LocalSubnetReference,
@@ -39,6 +40,7 @@ use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
 use kube::{Api, Client, ResourceExt};
 
 use super::pool::{self, Pool, PoolError};
+use crate::cache::Shared;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AllocatorError {
@@ -112,18 +114,88 @@ pub struct BlockRequest<'a> {
     pub owner: OwnerReference,
 }
 
+/// How long an allocation this process created counts as held while the cache does not
+/// show it; a watch lags by far less.
+const CREATED_KEPT: Duration = Duration::from_secs(120);
+
 /// Allocates addresses and blocks; cheap to share (one per process).
 pub struct Allocator {
     client: Client,
     /// Addresses seen taken, per `<namespace>/<subnet>`.
     hints: Mutex<HashMap<String, HashSet<IpAddr>>>,
+    /// Where existing allocations are read from, when set; otherwise they are listed.
+    cache: Option<Shared<IpAddress>>,
+    /// Allocations this allocator created that the cache may not show yet, by
+    /// `<namespace>/<name>`: without them a reconcile running before the watch delivers
+    /// its own create would allocate the same holder a second address. Entries go when the
+    /// cache shows them, or after [`CREATED_KEPT`] (one deleted before the watch saw it).
+    created: Mutex<HashMap<String, (Instant, IpAddress)>>,
 }
 
 impl Allocator {
+    /// An allocator that lists allocations from the API server each time it needs them.
     pub fn new(client: Client) -> Self {
         Self {
             client,
             hints: Mutex::new(HashMap::new()),
+            cache: None,
+            created: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// An allocator that reads allocations from `cache` (the controllers' shared watch);
+    /// creates and deletes still go to the API server, whose atomic create stays the lock.
+    pub fn with_cache(client: Client, cache: Shared<IpAddress>) -> Self {
+        Self {
+            cache: Some(cache),
+            ..Self::new(client)
+        }
+    }
+
+    /// The allocations in `namespace` matching `wanted`, from the cache plus what this
+    /// allocator created since; `None` without a cache.
+    fn cached(
+        &self,
+        namespace: &str,
+        candidates: Option<Vec<std::sync::Arc<IpAddress>>>,
+        wanted: impl Fn(&IpAddress) -> bool,
+    ) -> Option<Vec<IpAddress>> {
+        let cache = self.cache.as_ref()?;
+        let candidates = candidates.unwrap_or_else(|| cache.store().state());
+        let mut found: HashMap<String, IpAddress> = candidates
+            .iter()
+            .filter(|a| a.namespace().as_deref() == Some(namespace) && wanted(a))
+            .map(|a| (a.name_any(), a.as_ref().clone()))
+            .collect();
+        if let Ok(mut created) = self.created.lock() {
+            // Forget what the cache shows now (or shows deleted: gone from both).
+            created.retain(|key, (at, _)| {
+                let (ns, name) = key.split_once('/').unwrap_or_default();
+                at.elapsed() < CREATED_KEPT && cache.get(Some(ns), name).is_none()
+            });
+            for (_, allocation) in created.values() {
+                if allocation.namespace().as_deref() == Some(namespace) && wanted(allocation) {
+                    found
+                        .entry(allocation.name_any())
+                        .or_insert_with(|| allocation.clone());
+                }
+            }
+        }
+        Some(found.into_values().collect())
+    }
+
+    fn remember(&self, allocation: &IpAddress) {
+        if self.cache.is_some()
+            && let Ok(mut created) = self.created.lock()
+        {
+            created.insert(
+                format!(
+                    "{}/{}",
+                    allocation.namespace().unwrap_or_default(),
+                    allocation.name_any()
+                ),
+                (Instant::now(), allocation.clone()),
+            );
         }
     }
 
@@ -152,6 +224,12 @@ impl Allocator {
         namespace: &str,
         uid: &str,
     ) -> Result<Vec<IpAddress>, AllocatorError> {
+        let indexed = self.cache.as_ref().map(|cache| cache.indexed(uid));
+        if let Some(held) = self.cached(namespace, indexed, |a| {
+            a.spec.instance_ref.as_ref().is_some_and(|i| i.uid == uid)
+        }) {
+            return Ok(held);
+        }
         self.list_by(namespace, "spec.instanceRef.uid", uid).await
     }
 
@@ -232,7 +310,10 @@ impl Allocator {
         };
         let api = self.api(request.namespace);
         match api.create(&PostParams::default(), &object).await {
-            Ok(created) => Ok(Some(created)),
+            Ok(created) => {
+                self.remember(&created);
+                Ok(Some(created))
+            }
             Err(kube::Error::Api(status)) if status.code == 409 => match api.get_opt(&name).await {
                 Ok(Some(existing)) if holds(&existing, request) => Ok(Some(existing)),
                 Ok(_) => Ok(None),
@@ -254,9 +335,15 @@ impl Allocator {
         request: &BlockRequest<'_>,
     ) -> Result<IpNet, AllocatorError> {
         let pool = Pool::blocks(request.range, request.length)?;
-        let existing = self
-            .list_by(request.namespace, "spec.network.name", request.network)
-            .await?;
+        let existing = match self.cached(request.namespace, None, |a| {
+            a.spec.network.name == request.network
+        }) {
+            Some(existing) => existing,
+            None => {
+                self.list_by(request.namespace, "spec.network.name", request.network)
+                    .await?
+            }
+        };
         let mut taken: Vec<IpNet> = Vec::new();
         for allocation in existing.iter().filter(|a| a.spec.prefix_length.is_some()) {
             let Some(block) = block_of(allocation) else {
@@ -295,7 +382,10 @@ impl Allocator {
             };
             let api = self.api(request.namespace);
             match api.create(&PostParams::default(), &object).await {
-                Ok(_) => return Ok(block),
+                Ok(created) => {
+                    self.remember(&created);
+                    return Ok(block);
+                }
                 Err(kube::Error::Api(status)) if status.code == 409 => {
                     match api.get_opt(&name).await {
                         Ok(Some(found)) if holds_block(&found, request) => return Ok(block),
@@ -326,6 +416,9 @@ impl Allocator {
             Ok(_) => {}
             Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(e) => return Err(AllocatorError::Release(name, e)),
+        }
+        if let Ok(mut created) = self.created.lock() {
+            created.remove(&format!("{namespace}/{name}"));
         }
         if let Ok(address) = allocation.spec.address.parse() {
             self.forget(
@@ -368,9 +461,14 @@ impl Allocator {
         namespace: &str,
         subnet: &str,
     ) -> Result<(), AllocatorError> {
-        let taken: HashSet<IpAddr> = self
-            .list_by(namespace, "spec.subnetRef.name", subnet)
-            .await?
+        let allocations = match self.cached(namespace, None, |a| a.spec.subnet_ref.name == subnet) {
+            Some(allocations) => allocations,
+            None => {
+                self.list_by(namespace, "spec.subnetRef.name", subnet)
+                    .await?
+            }
+        };
+        let taken: HashSet<IpAddr> = allocations
             .iter()
             .filter(|a| a.spec.prefix_length.is_none())
             .filter_map(|a| a.spec.address.parse().ok())

@@ -42,8 +42,6 @@ use crate::watch;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BindingError {
-    #[error("failed to read network {0}")]
-    GetNetwork(String, #[source] kube::Error),
     #[error("failed to read network context {0}")]
     GetContext(String, #[source] kube::Error),
     #[error("failed to create network context {0}")]
@@ -58,15 +56,13 @@ pub enum BindingError {
 
 /// Runs the network-binding controller until `shutdown` completes.
 pub async fn run(context: Context, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let controller = watch::controller(
-        context.scoped_api::<NetworkBinding>(),
-        watch::Filter::Generation,
-    );
+    let caches = context.caches();
+    let controller = watch::shared_controller(&caches.network_bindings, watch::Filter::Generation);
     let bindings = controller.store();
     let by_context = bindings.clone();
     controller
         .watches_stream(
-            watch::objects(context.scoped_api::<NetworkContext>()),
+            caches.network_contexts.subscribe(),
             move |network_context: NetworkContext| {
                 let namespace = network_context.namespace();
                 let name = network_context.name_any();
@@ -81,22 +77,19 @@ pub async fn run(context: Context, shutdown: impl Future<Output = ()> + Send + S
                     .collect::<Vec<_>>()
             },
         )
-        .watches_stream(
-            watch::objects(context.scoped_api::<Network>()),
-            move |network: Network| {
-                let namespace = network.namespace();
-                let name = network.name_any();
-                bindings
-                    .state()
-                    .iter()
-                    .filter(|b| {
-                        b.spec.network.name == name
-                            && network_namespace(b).as_ref() == namespace.as_ref()
-                    })
-                    .map(|b| ObjectRef::from_obj(b.as_ref()))
-                    .collect::<Vec<_>>()
-            },
-        )
+        .watches_stream(caches.networks.subscribe(), move |network: Network| {
+            let namespace = network.namespace();
+            let name = network.name_any();
+            bindings
+                .state()
+                .iter()
+                .filter(|b| {
+                    b.spec.network.name == name
+                        && network_namespace(b).as_ref() == namespace.as_ref()
+                })
+                .map(|b| ObjectRef::from_obj(b.as_ref()))
+                .collect::<Vec<_>>()
+        })
         .graceful_shutdown_on(shutdown)
         .run(
             crate::context::timed(
@@ -120,8 +113,13 @@ fn error_policy(
     error: &BindingError,
     context: Arc<Context>,
 ) -> Action {
-    warn!(binding = %binding.name_any(), error = %error, source = ?std::error::Error::source(error), "reconciling network binding failed");
-    Action::requeue(context.settings().retry)
+    if watch::is_conflict(error) {
+        context.freshness().outdated(binding.as_ref());
+        debug!(binding = %binding.name_any(), %error, "binding changed meanwhile; retrying");
+    } else {
+        warn!(binding = %binding.name_any(), error = %error, source = ?std::error::Error::source(error), "reconciling network binding failed");
+    }
+    watch::retry_after(error, context.settings().retry)
 }
 
 /// The namespace of the Network a binding names (its own when unset).
@@ -142,6 +140,9 @@ pub async fn reconcile(
 ) -> Result<Action, BindingError> {
     if binding.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
+    }
+    if context.freshness().is_outdated(binding.as_ref()) {
+        return Ok(Action::requeue(datum_runtime::freshness::RECHECK));
     }
     let namespace = binding.namespace().ok_or(BindingError::NoNamespace)?;
     let network_namespace = network_namespace(&binding).unwrap_or_else(|| namespace.clone());
@@ -164,11 +165,10 @@ pub async fn reconcile(
         .await?;
         return Ok(Action::await_change());
     }
-    let networks: Api<Network> = context.api_in(&network_namespace);
-    let Some(network) = networks
-        .get_opt(&network_name)
-        .await
-        .map_err(|e| BindingError::GetNetwork(network_name.clone(), e))?
+    let Some(network) = context
+        .caches()
+        .networks
+        .get(Some(&network_namespace), &network_name)
     else {
         let message = format!("Network {network_namespace}/{network_name} was not found");
         report(
@@ -261,12 +261,12 @@ async fn ensure_context(
     let desired = desired_context(binding, network);
     let name = desired.name_any();
     let api: Api<NetworkContext> = context.api_in(&network.namespace().unwrap_or_default());
-    let current = match api
-        .get_opt(&name)
-        .await
-        .map_err(|e| BindingError::GetContext(name.clone(), e))?
-    {
-        Some(current) => current,
+    let cached = context
+        .caches()
+        .network_contexts
+        .get(network.namespace().as_deref(), &name);
+    let current = match cached {
+        Some(current) => current.as_ref().clone(),
         None => match api.create(&PostParams::default(), &desired).await {
             Ok(created) => {
                 info!(context = %name, "created network context");
@@ -318,6 +318,10 @@ async fn report(
     }
     status.observed_generation = Some(generation);
     let api: Api<NetworkBinding> = context.api_in(namespace);
-    status_write::write_if_changed(&api, binding, binding.status.as_ref(), &status).await?;
+    if let Some(written) =
+        status_write::write_if_changed(&api, binding, binding.status.as_ref(), &status).await?
+    {
+        context.freshness().wrote(binding, &written);
+    }
     Ok(())
 }

@@ -2,6 +2,10 @@
 //! family of its network, shows them in `status.networkInterfaces[i].assignments`, and
 //! lifts the `Network` scheduling gate once every interface has them.
 //!
+//! Every read is from the shared [`caches`](crate::cache) (Networks, NetworkContexts,
+//! Subnets, the addresses an Instance holds); only allocations and Instance writes reach
+//! the API server.
+//!
 //! Reconcile checklist ([`reconcile`]): fetch (cached) → skip if deleting (its addresses
 //! go with it through owner references) → wait for a location → resolve each interface
 //! (Network → NetworkContext `<network>-<location>` Ready → its Subnets → an address from
@@ -38,9 +42,7 @@ use datum_api::compute::{
 };
 use datum_api::conditions::{self, ConditionStatus};
 use datum_api::networking::well_known::{condition_types, reasons};
-use datum_api::networking::{
-    IpAddress, IpFamily, IpamMode, Network, NetworkContext, Subnet, names,
-};
+use datum_api::networking::{IpAddress, IpFamily, IpamMode, NetworkContext, names};
 use futures::StreamExt;
 use ipnet::IpNet;
 use kube::ResourceExt;
@@ -58,8 +60,6 @@ pub const ADDRESSES_ALLOCATED: &str = "AddressesAllocated";
 
 #[derive(Debug, thiserror::Error)]
 pub enum InstanceNetworkError {
-    #[error("failed to read {0}")]
-    Get(String, #[source] kube::Error),
     #[error("failed to allocate an address")]
     Allocate(#[from] AllocatorError),
     #[error("failed to serialize the status of instance {0}")]
@@ -74,14 +74,12 @@ pub enum InstanceNetworkError {
 
 /// Runs the instance-network controller until `shutdown` completes.
 pub async fn run(networks: Networks, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let controller = watch::controller(
-        networks.context.scoped_api::<Instance>(),
-        watch::Filter::Generation,
-    );
+    let caches = networks.context.caches();
+    let controller = watch::shared_controller(&caches.instances, watch::Filter::Generation);
     let instances = controller.store();
     controller
         .watches_stream(
-            watch::objects(networks.context.scoped_api::<NetworkContext>()),
+            caches.network_contexts.subscribe(),
             move |network_context: NetworkContext| {
                 let location = network_context.spec.location.name.clone();
                 instances
@@ -118,8 +116,22 @@ fn error_policy(
     error: &InstanceNetworkError,
     networks: Arc<Networks>,
 ) -> Action {
-    warn!(instance = %instance.name_any(), error = %error, source = ?std::error::Error::source(error), "reconciling instance network failed");
-    Action::requeue(networks.context.settings().retry)
+    if watch::is_conflict(error) {
+        networks.context.freshness().outdated(instance.as_ref());
+        debug!(instance = %instance.name_any(), %error, "instance changed meanwhile; retrying");
+    } else {
+        warn!(instance = %instance.name_any(), error = %error, source = ?std::error::Error::source(error), "reconciling instance network failed");
+    }
+    watch::retry_after(error, networks.context.settings().retry)
+}
+
+fn has_network_gate(instance: &Instance) -> bool {
+    instance
+        .spec
+        .controller
+        .as_ref()
+        .and_then(|c| c.scheduling_gates.as_ref())
+        .is_some_and(|gates| gates.iter().any(|g| g.name == scheduling_gates::NETWORK))
 }
 
 fn addresses_allocated(instance: &Instance) -> bool {
@@ -147,6 +159,9 @@ pub async fn reconcile(
     if instance.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
+    if networks.context.freshness().is_outdated(instance.as_ref()) {
+        return Ok(Action::requeue(datum_runtime::freshness::RECHECK));
+    }
     let namespace = instance
         .namespace()
         .ok_or(InstanceNetworkError::NoNamespace)?;
@@ -168,12 +183,16 @@ pub async fn reconcile(
         Resolved::Waiting(reason, message) => Some((*reason, message.clone())),
         Resolved::Ready(..) => None,
     });
-    let version =
+    let written =
         write_status(&networks, &instance, &namespace, &resolved, waiting.clone()).await?;
     if waiting.is_some() {
         return Ok(Action::requeue(settings.retry));
     }
-    lift_gate(&networks, &instance, &namespace, version).await?;
+    let current = written.as_ref().unwrap_or(instance.as_ref());
+    if let Some(lifted) = lift_gate(&networks, current, &namespace).await? {
+        // The copy the gate was lifted from is outdated too.
+        networks.context.freshness().wrote(current, &lifted);
+    }
     Ok(Action::requeue(settings.resync))
 }
 
@@ -204,24 +223,17 @@ async fn resolve(
             ),
         ));
     }
-    let get_error = |what: String| move |e| InstanceNetworkError::Get(what, e);
-    let Some(network) = context
-        .api_in::<Network>(&network_namespace)
-        .get_opt(network_name)
-        .await
-        .map_err(get_error(format!("network {network_name}")))?
-    else {
+    let caches = context.caches();
+    let Some(network) = caches.networks.get(Some(&network_namespace), network_name) else {
         return Ok(Resolved::Waiting(
             reasons::NETWORK_NOT_FOUND,
             format!("Network {network_namespace}/{network_name} was not found"),
         ));
     };
     let context_name = names::network_context(network_name, location);
-    let network_context = context
-        .api_in::<NetworkContext>(&network_namespace)
-        .get_opt(&context_name)
-        .await
-        .map_err(get_error(format!("network context {context_name}")))?;
+    let network_context = caches
+        .network_contexts
+        .get(Some(&network_namespace), &context_name);
     let context_conditions = network_context
         .as_ref()
         .and_then(|c| c.status.as_ref())
@@ -260,11 +272,7 @@ async fn resolve(
             IpFamily::Ipv4 => names::context_ipv4_subnet(&context_name),
             IpFamily::Ipv6 => names::context_ipv6_subnet(&context_name),
         };
-        let subnet = context
-            .api_in::<Subnet>(&network_namespace)
-            .get_opt(&subnet_name)
-            .await
-            .map_err(get_error(format!("subnet {subnet_name}")))?;
+        let subnet = caches.subnets.get(Some(&network_namespace), &subnet_name);
         let Some(cidr) = subnet
             .and_then(|s| s.spec.cidr())
             .and_then(|c| c.parse::<IpNet>().ok())
@@ -341,7 +349,7 @@ async fn write_status(
     namespace: &str,
     resolved: &[Resolved],
     waiting: Option<(&'static str, String)>,
-) -> Result<Option<String>, InstanceNetworkError> {
+) -> Result<Option<Instance>, InstanceNetworkError> {
     let generation = instance.metadata.generation.unwrap_or_default();
     let mut status = instance
         .status
@@ -401,10 +409,27 @@ async fn write_status(
         ),
     };
     let mut list = status.conditions.take().unwrap_or_default();
-    conditions::set(&mut list, condition);
+    // Allocation is judged on `spec.networkInterfaces`; a spec change that leaves the
+    // verdict as it was (lifting the gate is one) does not rewrite the condition just to
+    // move its observedGeneration — that would be a write per Instance for nothing.
+    let unchanged = conditions::get(&list, ADDRESSES_ALLOCATED).is_some_and(|current| {
+        current.status == condition.status
+            && current.reason == condition.reason
+            && current.message == condition.message
+    });
+    if !unchanged {
+        conditions::set(&mut list, condition);
+    }
+    // While the gate is on, Ready follows from what is written here; saying it in the same
+    // write saves the instance controller one. Once lifted, Ready is that controller's
+    // alone (two writers of one condition only fight).
+    if has_network_gate(instance) {
+        let ready = crate::instance_readiness::ready_condition(instance, &list);
+        conditions::set(&mut list, ready);
+    }
     status.conditions = Some(list);
     if instance.status.as_ref() == Some(&status) {
-        return Ok(instance.resource_version());
+        return Ok(None);
     }
     let name = instance.name_any();
     let value = serde_json::to_value(&status)
@@ -419,28 +444,30 @@ async fn write_status(
         .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .map_err(|e| InstanceNetworkError::Status(name, e))?;
-    Ok(written.resource_version())
+    networks.context.freshness().wrote(instance, &written);
+    Ok(Some(written))
 }
 
-/// Removes the `Network` gate, other gates kept. The patch carries the resourceVersion
-/// last written, so a gate added meanwhile is never dropped (the API server answers 409 and
-/// the next pass starts from fresh data).
+/// Removes the `Network` gate, other gates kept; returns the written Instance, if it wrote. The patch
+/// carries the resourceVersion of `instance` (the copy last written or read), so a gate
+/// added meanwhile is never dropped (the API server answers 409 and the next pass starts
+/// from fresh data).
 async fn lift_gate(
     networks: &Networks,
     instance: &Instance,
     namespace: &str,
-    resource_version: Option<String>,
-) -> Result<(), InstanceNetworkError> {
+) -> Result<Option<Instance>, InstanceNetworkError> {
+    let resource_version = instance.resource_version();
     let Some(gates) = instance
         .spec
         .controller
         .as_ref()
         .and_then(|c| c.scheduling_gates.clone())
     else {
-        return Ok(());
+        return Ok(None);
     };
     if !gates.iter().any(|g| g.name == scheduling_gates::NETWORK) {
-        return Ok(());
+        return Ok(None);
     }
     let remaining: Vec<_> = gates
         .into_iter()
@@ -451,12 +478,12 @@ async fn lift_gate(
         "spec": { "controller": { "schedulingGates": (!remaining.is_empty()).then_some(remaining) } },
     });
     let name = instance.name_any();
-    networks
+    let lifted = networks
         .context
         .api_in::<Instance>(namespace)
         .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .map_err(|e| InstanceNetworkError::Gate(name.clone(), e))?;
     info!(instance = %name, "lifted the Network scheduling gate");
-    Ok(())
+    Ok(Some(lifted))
 }

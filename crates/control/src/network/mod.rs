@@ -42,7 +42,10 @@ pub struct Networks {
 
 impl Networks {
     pub fn new(context: Context) -> Self {
-        let allocator = Arc::new(Allocator::new(context.client().clone()));
+        let allocator = Arc::new(Allocator::with_cache(
+            context.client().clone(),
+            context.caches().ip_addresses.clone(),
+        ));
         Self { context, allocator }
     }
 }

@@ -51,8 +51,6 @@ pub const ADDRESS_FAMILIES_UNKNOWN: &str = "AddressFamiliesUnknown";
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkContextError {
-    #[error("failed to read network {0}")]
-    GetNetwork(String, #[source] kube::Error),
     #[error("failed to read subnet {0}")]
     GetSubnet(String, #[source] kube::Error),
     #[error("failed to create subnet {0}")]
@@ -70,27 +68,25 @@ pub enum NetworkContextError {
 /// Runs the network-context controller until `shutdown` completes.
 pub async fn run(networks: Networks, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
     let context = &networks.context;
-    watch::controller(
-        context.scoped_api::<NetworkContext>(),
-        watch::Filter::Generation,
-    )
-    .owns_stream(watch::objects(context.scoped_api::<Subnet>()))
-    .graceful_shutdown_on(shutdown)
-    .run(
-        crate::context::timed(
-            "network_context",
-            networks.context.settings().metrics.clone(),
-            reconcile,
-        ),
-        error_policy,
-        Arc::new(networks.clone()),
-    )
-    .for_each(|result| async move {
-        if let Err(error) = result {
-            debug!(%error, "network context reconcile failed");
-        }
-    })
-    .await;
+    let caches = context.caches();
+    watch::shared_controller(&caches.network_contexts, watch::Filter::Generation)
+        .owns_stream(caches.subnets.subscribe())
+        .graceful_shutdown_on(shutdown)
+        .run(
+            crate::context::timed(
+                "network_context",
+                networks.context.settings().metrics.clone(),
+                reconcile,
+            ),
+            error_policy,
+            Arc::new(networks.clone()),
+        )
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                debug!(%error, "network context reconcile failed");
+            }
+        })
+        .await;
 }
 
 fn error_policy(
@@ -140,10 +136,9 @@ pub async fn reconcile(
     let network_name = network_context.spec.network.name.clone();
     let Some(network) = networks
         .context
-        .api_in::<Network>(&namespace)
-        .get_opt(&network_name)
-        .await
-        .map_err(|e| NetworkContextError::GetNetwork(network_name.clone(), e))?
+        .caches()
+        .networks
+        .get(Some(&namespace), &network_name)
     else {
         let message = format!("Network {network_name} was not found");
         write_status(
@@ -206,12 +201,13 @@ async fn ensure_subnet(
         IpFamily::Ipv6 => names::context_ipv6_subnet(&context_name),
     };
     let api: Api<Subnet> = networks.context.api_in(&namespace);
-    let mut subnet = match api
-        .get_opt(&name)
-        .await
-        .map_err(|e| NetworkContextError::GetSubnet(name.clone(), e))?
-    {
-        Some(subnet) => subnet,
+    let cached = networks
+        .context
+        .caches()
+        .subnets
+        .get(Some(&namespace), &name);
+    let mut subnet = match cached {
+        Some(subnet) => subnet.as_ref().clone(),
         None => create_subnet(&api, network_context, &name, family).await?,
     };
     let cidr = match subnet.spec.cidr().and_then(|c| c.parse::<IpNet>().ok()) {

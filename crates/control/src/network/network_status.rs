@@ -32,7 +32,7 @@ pub enum NetworkStatusError {
 
 /// Runs the network controller until `shutdown` completes.
 pub async fn run(context: Context, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    watch::controller(context.scoped_api::<Network>(), watch::Filter::Generation)
+    watch::shared_controller(&context.caches().networks, watch::Filter::Generation)
         .graceful_shutdown_on(shutdown)
         .run(
             crate::context::timed("network", context.settings().metrics.clone(), reconcile),

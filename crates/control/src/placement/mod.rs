@@ -8,7 +8,9 @@
 //!
 //! Triggers: Workload spec changes (generation), any change of an owned deployment, and any
 //! Location change (every Workload is re-evaluated, so deployments follow Locations as they
-//! appear, disappear or change readiness).
+//! appear, disappear or change readiness). The status is written at most every
+//! [`Settings::rollup_interval`](crate::Settings::rollup_interval). Locations and deployments are read from the shared
+//! [`caches`](crate::cache).
 
 pub mod desired;
 pub mod rollup;
@@ -17,10 +19,10 @@ pub mod selection;
 use std::future::Future;
 use std::sync::Arc;
 
-use datum_api::compute::{Workload, WorkloadDeployment, labels};
+use datum_api::compute::{Workload, WorkloadDeployment};
 use datum_api::networking::Location;
 use futures::StreamExt;
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use tracing::{debug, info, warn};
@@ -33,10 +35,6 @@ use desired::PlacementPlan;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlacementError {
-    #[error("failed to list Locations")]
-    ListLocations(#[source] kube::Error),
-    #[error("failed to list the deployments of workload {0}")]
-    ListDeployments(String, #[source] kube::Error),
     #[error("failed to create deployment {0}")]
     CreateDeployment(String, #[source] kube::Error),
     #[error("failed to update deployment {0}")]
@@ -51,15 +49,14 @@ pub enum PlacementError {
 
 /// Runs the workload controller until `shutdown` completes.
 pub async fn run(context: Context, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let workloads: Api<Workload> = context.scoped_api();
-    let controller = watch::controller(workloads, watch::Filter::Generation);
+    let caches = context.caches();
+    let controller = watch::shared_controller(&caches.workloads, watch::Filter::Generation);
     let store = controller.store();
     controller
-        .owns_stream(watch::objects(context.scoped_api::<WorkloadDeployment>()))
-        .watches_stream(
-            watch::objects(context.cluster_api::<Location>()),
-            move |_location| watch::all_in(&store),
-        )
+        .owns_stream(caches.deployments.subscribe())
+        .watches_stream(caches.locations.subscribe(), move |_location| {
+            watch::all_in(&store)
+        })
         .graceful_shutdown_on(shutdown)
         .run(
             crate::context::timed("placement", context.settings().metrics.clone(), reconcile),
@@ -76,6 +73,7 @@ pub async fn run(context: Context, shutdown: impl Future<Output = ()> + Send + S
 
 fn error_policy(workload: Arc<Workload>, error: &PlacementError, context: Arc<Context>) -> Action {
     if watch::is_conflict(error) {
+        context.freshness().outdated(workload.as_ref());
         debug!(workload = %workload.name_any(), %error, "workload changed meanwhile; retrying");
     } else {
         warn!(workload = %workload.name_any(), namespace = ?workload.namespace(), error = %error, source = ?std::error::Error::source(error), "reconciling workload failed");
@@ -91,41 +89,32 @@ pub async fn reconcile(
     if workload.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
+    if context.freshness().is_outdated(workload.as_ref()) {
+        return Ok(Action::requeue(datum_runtime::freshness::RECHECK));
+    }
     let namespace = workload.namespace().ok_or(PlacementError::NoNamespace)?;
-    let locations = list_locations(&context).await?;
+    let caches = context.caches();
+    let locations: Vec<Location> = caches
+        .locations
+        .store()
+        .state()
+        .iter()
+        .map(|l| l.as_ref().clone())
+        .collect();
     let plans = desired::plan(&workload, &locations);
-    let existing = list_deployments(&context, &workload, &namespace).await?;
+    let existing: Vec<WorkloadDeployment> = caches
+        .deployments
+        .indexed(&workload.uid().unwrap_or_default())
+        .into_iter()
+        .filter(|d| d.namespace() == workload.namespace())
+        .map(|d| d.as_ref().clone())
+        .collect();
     apply_deployments(&context, &namespace, &plans, &existing).await?;
     delete_unwanted(&context, &namespace, &plans, &existing).await?;
-    update_status(&context, &workload, &namespace, &plans, &existing).await?;
+    if let Some(delay) = update_status(&context, &workload, &namespace, &plans, &existing).await? {
+        return Ok(Action::requeue(delay));
+    }
     Ok(Action::requeue(context.settings().resync))
-}
-
-async fn list_locations(context: &Context) -> Result<Vec<Location>, PlacementError> {
-    let api: Api<Location> = context.cluster_api();
-    Ok(api
-        .list(&ListParams::default())
-        .await
-        .map_err(PlacementError::ListLocations)?
-        .items)
-}
-
-async fn list_deployments(
-    context: &Context,
-    workload: &Workload,
-    namespace: &str,
-) -> Result<Vec<WorkloadDeployment>, PlacementError> {
-    let api: Api<WorkloadDeployment> = context.api_in(namespace);
-    let selector = format!(
-        "{}={}",
-        labels::WORKLOAD_UID,
-        workload.uid().unwrap_or_default()
-    );
-    let list = api
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(|e| PlacementError::ListDeployments(workload.name_any(), e))?;
-    Ok(list.items)
 }
 
 async fn apply_deployments(
@@ -137,29 +126,40 @@ async fn apply_deployments(
     let api: Api<WorkloadDeployment> = context.api_in(namespace);
     for desired in plans.iter().flat_map(|plan| plan.deployments.iter()) {
         let name = desired.name_any();
+        let expectations = context.expectations();
         match existing.iter().find(|d| d.name_any() == name) {
-            None => create_deployment(&api, desired).await?,
-            Some(current) => update_deployment(&api, desired, current).await?,
+            // Made by an earlier pass; the cache does not show it yet.
+            None if expectations.pending(namespace, &name) => {}
+            None => {
+                if create_deployment(&api, desired).await? {
+                    expectations.created(namespace, &name);
+                }
+            }
+            Some(current) => {
+                expectations.seen(namespace, &name);
+                update_deployment(&api, desired, current).await?;
+            }
         }
     }
     Ok(())
 }
 
+/// Creates the deployment; returns whether this call made it.
 async fn create_deployment(
     api: &Api<WorkloadDeployment>,
     desired: &WorkloadDeployment,
-) -> Result<(), PlacementError> {
+) -> Result<bool, PlacementError> {
     let name = desired.name_any();
     match api.create(&PostParams::default(), desired).await {
         Ok(_) => {
             info!(deployment = %name, "created workload deployment");
-            Ok(())
+            Ok(true)
         }
-        // Someone (another worker, or a stale object of another Workload) holds the name;
-        // the next pass sees it in the list or reports it.
+        // Made by an earlier pass the cache does not show yet, or held by a stale object of
+        // another Workload; the next pass sees it in the cache or reports it.
         Err(kube::Error::Api(status)) if status.code == 409 => {
-            warn!(deployment = %name, "deployment name already taken");
-            Ok(())
+            debug!(deployment = %name, "deployment name already taken");
+            Ok(false)
         }
         Err(error) => Err(PlacementError::CreateDeployment(name, error)),
     }
@@ -222,9 +222,10 @@ async fn update_status(
     namespace: &str,
     plans: &[PlacementPlan],
     existing: &[WorkloadDeployment],
-) -> Result<(), PlacementError> {
+) -> Result<Option<std::time::Duration>, PlacementError> {
     let status = rollup::status(workload, plans, existing);
     let api: Api<Workload> = context.api_in(namespace);
-    status_write::write_if_changed(&api, workload, workload.status.as_ref(), &status).await?;
-    Ok(())
+    let current = workload.status.as_ref();
+    let (pacer, freshness) = (context.pacer(), context.freshness());
+    Ok(status_write::write_paced(pacer, freshness, &api, workload, current, &status).await?)
 }
