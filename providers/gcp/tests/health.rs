@@ -161,6 +161,22 @@ async fn a_port_gets_health_checking_whose_result_is_the_instances_running_state
         .expect("repaired");
     assert_eq!(power(&compute, &a).await, (PowerState::Running, true));
 
+    // A revision with another port moves the check and the probers' rule to it.
+    let moved = self::spec(json!([{ "name": "http", "port": 9090 }]));
+    let a2 = resource(&moved, &settings, "h1", &labels);
+    ExternalClient::<Instance>::update(&compute, &id_a, &a2)
+        .await
+        .expect("updated");
+    let check = get(format!(
+        "projects/{PROJECT}/global/healthChecks/datum-hc-wd1"
+    ));
+    assert_eq!(check["tcpHealthCheck"]["port"], 9090);
+    let rule = get(format!("projects/{PROJECT}/global/firewalls/datum-hc-wd1"));
+    assert_eq!(
+        rule["allowed"],
+        json!([{ "IPProtocol": "tcp", "ports": ["9090"] }])
+    );
+
     // The health check cannot go while the backend service uses it.
     let refused = compute
         .call(

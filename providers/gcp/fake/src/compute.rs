@@ -17,6 +17,12 @@
 //! records its template in the `instance-template` metadata item. As in Compute Engine, an
 //! instance template can be deleted while instances made from it exist (only a managed
 //! instance group, which this fake does not model, holds one in use).
+//!
+//! Health checking (see [`crate::health`]): global `healthChecks` (and `PATCH` of them and
+//! of firewall rules, whose body fields replace the stored ones), zonal unmanaged
+//! `instanceGroups` with `addInstances` / `removeInstances` / `listInstances`, and regional
+//! `backendServices` with `getHealth`. A health check or instance group a backend service
+//! names cannot be deleted (`400 resourceInUseByAnotherResource`).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -197,6 +203,7 @@ impl Compute {
                 self.get_health(target, body)
             }
             ("DELETE", _, Some(_), None) => self.delete(target, query),
+            ("PATCH", "healthChecks" | "firewalls", Some(_), None) => self.patch(target, body),
             _ => errors::invalid("unsupported method or path"),
         }
     }
@@ -380,6 +387,26 @@ impl Compute {
             );
         }
         reply
+    }
+
+    /// `PATCH` of a health check or firewall rule: the body's fields replace the stored
+    /// ones, the name cannot change.
+    fn patch(&mut self, target: &Target, body: Option<Value>) -> Reply {
+        let path = target.path();
+        let Some(fields) = body.as_ref().and_then(Value::as_object).cloned() else {
+            return errors::invalid("Required field 'resource' not specified");
+        };
+        let Some(resource) = self.resources.get_mut(&path) else {
+            return errors::not_found(&path);
+        };
+        if fields.get("name").is_some_and(|n| *n != resource["name"]) {
+            return errors::invalid("Invalid value for field 'resource.name': it cannot change");
+        }
+        for (key, value) in fields {
+            resource[key.as_str()] = value;
+        }
+        let id = resource["id"].as_str().unwrap_or_default().to_owned();
+        self.operation(target, "patch", &path, &id, None)
     }
 
     fn set(&mut self, target: &Target, verb: &str, body: Option<Value>) -> Reply {

@@ -199,13 +199,14 @@ impl Compute {
     /// NIC's VPC.
     pub async fn ensure_health_checking(&self, plan: &Plan, network: &str) -> Result<(), ApiError> {
         let description = format!("datum: health of WorkloadDeployment {}", plan.name);
+        let port = json!({ "port": plan.port });
         self.insert(
             parent(&plan.health_check()),
             &json!({
                 "name": plan.name,
                 "description": description,
                 "type": "TCP",
-                "tcpHealthCheck": { "port": plan.port },
+                "tcpHealthCheck": port,
                 "checkIntervalSec": 5,
                 "timeoutSec": 5,
                 "healthyThreshold": 2,
@@ -213,6 +214,7 @@ impl Compute {
             }),
         )
         .await?;
+        let allowed = json!([{ "IPProtocol": "tcp", "ports": [plan.port.to_string()] }]);
         self.insert(
             parent(&plan.firewall()),
             &json!({
@@ -223,10 +225,15 @@ impl Compute {
                 "priority": 1000,
                 "sourceRanges": PROBER_RANGES,
                 "targetTags": [plan.name],
-                "allowed": [{ "IPProtocol": "tcp", "ports": [plan.port.to_string()] }],
+                "allowed": allowed,
             }),
         )
         .await?;
+        // A revision with another port: the adopted check and rule follow it.
+        self.patch_if_changed(&plan.health_check(), "tcpHealthCheck", &port)
+            .await?;
+        self.patch_if_changed(&plan.firewall(), "allowed", &allowed)
+            .await?;
         self.insert(
             parent(&plan.group()),
             &json!({ "name": plan.name, "description": description }),
@@ -245,6 +252,30 @@ impl Compute {
             }),
         )
         .await
+    }
+
+    /// PATCHes `field` of the resource at `path` to `wanted` when it differs.
+    async fn patch_if_changed(
+        &self,
+        path: &str,
+        field: &str,
+        wanted: &serde_json::Value,
+    ) -> Result<(), ApiError> {
+        let Some(current) = self.get(path).await? else {
+            return Ok(());
+        };
+        if current[field] == *wanted {
+            return Ok(());
+        }
+        let operation = self
+            .call(
+                http::Method::PATCH,
+                path,
+                &[],
+                Some(&json!({ field: wanted })),
+            )
+            .await?;
+        self.wait(operation).await.map(|_| ())
     }
 
     /// The instance paths in the deployment's group; `None` when there is no group.
