@@ -33,11 +33,13 @@ where
     K::DynamicType: Default + Clone + Eq + Hash + Debug + Unpin,
 {
     let (reader, writer) = reflector::store();
-    let stream = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .modify(strip_managed_fields::<K>)
-        .reflect(writer)
-        .applied_objects();
+    // Listed objects trigger only once the store has them (see `datum_runtime::relist`).
+    let stream = datum_runtime::relist::applied_after_list(
+        watcher(api, watcher::Config::default())
+            .default_backoff()
+            .modify(strip_managed_fields::<K>)
+            .reflect(writer),
+    );
     match filter {
         Filter::Generation => Controller::for_stream(
             stream

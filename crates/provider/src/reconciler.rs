@@ -492,13 +492,51 @@ where
         if self.has_finalizer() {
             return self.patch_annotations(annotations).await;
         }
-        let mut finalizers = self.obj.finalizers().to_vec();
-        finalizers.push(self.ctx.names.finalizer.clone());
-        self.patch_metadata(
-            "finalizer",
-            json!({ "finalizers": finalizers, "annotations": annotations }),
-        )
-        .await
+        // Server-side apply: there `finalizers` is a set, so ours joins whatever else is on
+        // the list with no resourceVersion guard. (A guarded merge patch, which must replace
+        // the whole list, conflicted with the control plane's Ready write racing it after
+        // every gate lift.) Annotations to drop are not applied; the merge patch after
+        // removes any still there.
+        let (set, dropped): (serde_json::Map<String, Value>, Vec<String>) = match annotations {
+            Value::Object(map) => {
+                let dropped = map
+                    .iter()
+                    .filter(|(key, value)| value.is_null() && self.annotation(key).is_some())
+                    .map(|(key, _)| key.clone())
+                    .collect();
+                (
+                    map.into_iter().filter(|(_, v)| !v.is_null()).collect(),
+                    dropped,
+                )
+            }
+            _ => (serde_json::Map::new(), Vec::new()),
+        };
+        let body = json!({
+            "apiVersion": K::api_version(&()),
+            "kind": K::kind(&()),
+            "metadata": {
+                "name": self.name,
+                "finalizers": [self.ctx.names.finalizer],
+                "annotations": set,
+            },
+        });
+        let params = PatchParams::apply(&self.ctx.names.field_manager).force();
+        let patched = self
+            .api
+            .patch(&self.name, &params, &Patch::Apply(body))
+            .await
+            .map_err(|source| Error::Write {
+                what: "finalizer",
+                source,
+            })?;
+        self.ctx.freshness.wrote(&self.obj, &patched);
+        self.obj = patched;
+        if dropped.is_empty() {
+            return Ok(());
+        }
+        let nulls: serde_json::Map<String, Value> =
+            dropped.into_iter().map(|key| (key, Value::Null)).collect();
+        self.patch_annotations(Value::Object(nulls)).await
     }
 
     /// A merge patch of some annotations. Unguarded: a merge patch touches only the keys

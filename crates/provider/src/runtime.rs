@@ -360,11 +360,13 @@ async fn controller<P, K>(
         None => Api::all(kube.clone()),
     };
     let (reader, writer) = reflector::store::<K>();
-    let objects = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .modify(|o| o.managed_fields_mut().clear())
-        .reflect(writer)
-        .applied_objects();
+    // Listed objects trigger only once the store has them (see `datum_runtime::relist`).
+    let objects = datum_runtime::relist::applied_after_list(
+        watcher(api, watcher::Config::default())
+            .default_backoff()
+            .modify(|o| o.managed_fields_mut().clear())
+            .reflect(writer),
+    );
     let by_location = reader.clone();
     let reconnected = config_changes(context.connection.subscribe());
     let triggers = triggers.unwrap_or_else(|| futures::stream::pending().boxed());
