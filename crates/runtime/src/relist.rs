@@ -40,7 +40,9 @@ where
                     listing.push(object);
                     Vec::new()
                 }
-                Ok(watcher::Event::InitDone) => std::mem::take(listing).into_iter().map(Ok).collect(),
+                Ok(watcher::Event::InitDone) => {
+                    std::mem::take(listing).into_iter().map(Ok).collect()
+                }
                 Ok(watcher::Event::Apply(object)) => vec![Ok(object)],
                 Ok(watcher::Event::Delete(_)) => Vec::new(),
             };

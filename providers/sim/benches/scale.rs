@@ -10,6 +10,8 @@
 //!
 //! The controllers and the provider run in this process (each with its own counted client),
 //! so CPU time and peak RSS cover both plus the harness: upper bounds for each component.
+//! With `DATUM_SCALE_PROVIDER_PROCESS=1` the provider is its own process instead, and the
+//! figures are per component (the provider's requests are then not counted).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -103,14 +105,22 @@ async fn counting_client(cp: &ControlPlane, counter: Counter) -> anyhow::Result<
 }
 
 fn proc_status(field: &str) -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status_field("/proc/self/status", field)
+}
+
+fn status_field(path: &str, field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(path).ok()?;
     let line = status.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// User + system CPU seconds of this process so far.
 fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    cpu_seconds_of("/proc/self/stat")
+}
+
+fn cpu_seconds_of(path: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(path).ok()?;
     let rest = stat.rsplit_once(") ")?.1;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
@@ -201,17 +211,36 @@ async fn main() -> anyhow::Result<()> {
         settings,
         stop.clone().cancelled_owned(),
     ));
-    let mut options = datum_provider::Options::new("scale");
-    options.namespace = Some(ns.clone());
-    options.concurrency = 32;
-    options.platform_rate = 100_000.0;
-    options.platform_burst = 100_000;
-    let provider = tokio::spawn(datum_provider::run(
-        SimProvider,
-        counting_client(&cp, provider_requests.clone()).await?,
-        options,
-        stop.clone(),
-    ));
+    // `DATUM_SCALE_PROVIDER_PROCESS=1`: the provider runs as its own process (the
+    // `datum-provider-sim` binary), so this process's peak RSS is the controllers' (and the
+    // harness's) alone and the provider's is read from its /proc; its requests are not
+    // counted then.
+    let separate = std::env::var_os("DATUM_SCALE_PROVIDER_PROCESS").is_some();
+    let mut provider_child = None;
+    let mut provider = None;
+    if separate {
+        provider_child = Some(
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_datum-provider-sim"))
+                .args(["--provider-config", "scale", "--namespace", &ns])
+                .args(["--concurrency", "32", "--platform-rate", "50000"])
+                .env("KUBECONFIG", cp.kubeconfig_path())
+                .env("RUST_LOG", "warn")
+                .kill_on_drop(true)
+                .spawn()?,
+        );
+    } else {
+        let mut options = datum_provider::Options::new("scale");
+        options.namespace = Some(ns.clone());
+        options.concurrency = 32;
+        options.platform_rate = 100_000.0;
+        options.platform_burst = 100_000;
+        provider = Some(tokio::spawn(datum_provider::run(
+            SimProvider,
+            counting_client(&cp, provider_requests.clone()).await?,
+            options,
+            stop.clone(),
+        )));
+    }
 
     println!(
         "scale benchmark: {total} instances = {workloads} workloads × {locations} locations × {per_placement}, sim provider at zero latency"
@@ -274,9 +303,16 @@ async fn main() -> anyhow::Result<()> {
         &provider_requests.take(),
         total,
     );
-    println!(
-        "CPU time of the process (controllers + provider + harness): {cpu:.1} s; peak RSS {rss:.0} MiB"
-    );
+    match provider_child.as_ref().and_then(|c| c.id()) {
+        Some(pid) => println!(
+            "CPU time: controllers + harness {cpu:.1} s, provider (own process) {:.1} s; peak RSS: controllers + harness {rss:.0} MiB, provider {:.0} MiB",
+            cpu_seconds_of(&format!("/proc/{pid}/stat")).unwrap_or_default(),
+            status_field(&format!("/proc/{pid}/status"), "VmHWM:").unwrap_or_default() / 1024.0
+        ),
+        None => println!(
+            "CPU time of the process (controllers + provider + harness): {cpu:.1} s; peak RSS {rss:.0} MiB"
+        ),
+    }
 
     let deleting = Instant::now();
     for w in 0..workloads {
@@ -304,7 +340,12 @@ async fn main() -> anyhow::Result<()> {
     );
     stop.cancel();
     let _ = control.await;
-    let _ = provider.await;
+    if let Some(provider) = provider {
+        let _ = provider.await;
+    }
+    if let Some(mut child) = provider_child {
+        let _ = child.kill().await;
+    }
     let _ = std::fs::remove_dir_all(&state);
     Ok(())
 }

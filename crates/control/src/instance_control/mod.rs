@@ -251,6 +251,8 @@ async fn execute(
                         info!(instance = %name, "created instance");
                     }
                     Err(kube::Error::Api(status)) if status.code == 409 => {
+                        // Ours from an earlier pass, most likely: expect it like one.
+                        context.expectations().created(&namespace, &name);
                         debug!(instance = %name, "instance already exists")
                     }
                     Err(error) => return Err(InstanceControlError::CreateInstance(name, error)),
