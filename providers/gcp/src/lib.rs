@@ -23,6 +23,7 @@
 //! | [`ssh_keys`] | the `compute.datumapis.com/ssh-keys` annotation → `ssh-keys` metadata |
 //! | [`volumes`] | configMap and secret volumes, read for delivery through Secret Manager |
 //! | [`secret_manager`] | the Secret Manager calls: secrets, versions, accessor grants |
+//! | [`monitoring`] | usage figures (CPU, Ops Agent memory) from Cloud Monitoring, fetched per project at most once a minute |
 //!
 //! How to run it against real GCP — credentials, IAM permissions, a worked example — is
 //! in `docs/providers/gcp.md`.
@@ -32,6 +33,7 @@ pub mod cloud_init;
 pub mod compute;
 pub mod http;
 pub mod location;
+pub mod monitoring;
 pub mod operations;
 pub mod provider;
 pub mod secret_manager;

@@ -4,8 +4,9 @@
 //! unreachable token endpoint shows as `ProviderConfigInvalid` before any resource is
 //! touched.
 //!
-//! Secret Manager is reached at `https://secretmanager.googleapis.com`, or at the
-//! ProviderConfig's `endpoint` when that is overridden (a fake serves both APIs).
+//! Secret Manager is reached at `https://secretmanager.googleapis.com` and Cloud Monitoring
+//! (usage figures) at `https://monitoring.googleapis.com`, or both at the ProviderConfig's
+//! `endpoint` when that is overridden (a fake serves every API).
 //!
 //! `workloadIdentity` with an `audience` is Workload Identity Federation: the subject token
 //! is read from [`GcpProvider::subject_token_file`] (a projected Kubernetes
@@ -42,6 +43,9 @@ pub struct GcpProvider {
     /// Where Workload Identity Federation reads its subject token: a projected
     /// service-account token mounted with the pool provider as its audience.
     pub subject_token_file: PathBuf,
+    /// Least time between two Cloud Monitoring rounds of one project: each running
+    /// instance's usage is asked about at most once per interval.
+    pub usage_interval: Duration,
 }
 
 /// The default [`GcpProvider::subject_token_file`].
@@ -55,6 +59,7 @@ impl Default for GcpProvider {
             request_timeout: Duration::from_secs(30),
             kube: None,
             subject_token_file: PathBuf::from(SUBJECT_TOKEN_FILE),
+            usage_interval: Duration::from_secs(60),
         }
     }
 }
@@ -67,6 +72,7 @@ impl std::fmt::Debug for GcpProvider {
             .field("request_timeout", &self.request_timeout)
             .field("kube", &self.kube.is_some())
             .field("subject_token_file", &self.subject_token_file)
+            .field("usage_interval", &self.usage_interval)
             .finish()
     }
 }
@@ -156,6 +162,11 @@ impl Provider for GcpProvider {
                 .endpoint
                 .clone()
                 .unwrap_or_else(|| "https://secretmanager.googleapis.com".to_owned()),
+            monitoring_endpoint: spec
+                .endpoint
+                .clone()
+                .unwrap_or_else(|| "https://monitoring.googleapis.com".to_owned()),
+            usage_interval: self.usage_interval,
         };
         let endpoint = spec
             .endpoint

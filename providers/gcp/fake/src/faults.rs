@@ -1,5 +1,5 @@
 //! Faults a test injects into one listener of the fake: a failure for every compute call,
-//! one-shot errors for the next matching request, errors carried by the next operation, and
+//! a lasting failure of the calls to one API (e.g. a Cloud Monitoring outage), one-shot errors for the next matching request, errors carried by the next operation, and
 //! inserts that take effect and then never answer.
 //!
 //! ```
@@ -64,6 +64,8 @@ struct OneShot {
 #[derive(Debug, Default)]
 struct State {
     fail_all: Option<InjectedError>,
+    /// Lasting failures of every request whose path contains the key.
+    fail_paths: Vec<(String, InjectedError)>,
     hang_after_insert: bool,
     one_shots: VecDeque<OneShot>,
     operation_errors: VecDeque<(String, InjectedError)>,
@@ -82,6 +84,17 @@ impl Faults {
     /// heals.
     pub fn fail_all(&self, error: Option<InjectedError>) {
         self.with(|s| s.fail_all = error);
+    }
+
+    /// Every request whose path contains `path_contains` (e.g. `/v3/` for Cloud
+    /// Monitoring) fails with `error` until called again with `None`.
+    pub fn fail_path(&self, path_contains: &str, error: Option<InjectedError>) {
+        self.with(|s| {
+            s.fail_paths.retain(|(p, _)| p != path_contains);
+            if let Some(error) = error {
+                s.fail_paths.push((path_contains.to_owned(), error));
+            }
+        });
     }
 
     /// Inserts of instances, networks and subnetworks take effect, then the response is
@@ -128,6 +141,9 @@ impl Faults {
         self.with(|s| {
             s.requests += 1;
             if let Some(error) = &s.fail_all {
+                return Some(error.clone());
+            }
+            if let Some((_, error)) = s.fail_paths.iter().find(|(p, _)| path.contains(p.as_str())) {
                 return Some(error.clone());
             }
             let index = s

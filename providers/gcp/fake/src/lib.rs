@@ -1,6 +1,7 @@
 //! A local fake of the Compute Engine REST API (`/compute/v1/...`), the Secret Manager
-//! subset the provider uses (`/v1/projects/<p>/secrets...`) and Google's OAuth2 token
-//! endpoint (`/token`), listening on 127.0.0.1 only, for the GCP provider's tests.
+//! subset the provider uses (`/v1/projects/<p>/secrets...`), Cloud Monitoring's
+//! `timeSeries.list` for instance usage (`/v3/projects/<p>/timeSeries`) and Google's OAuth2
+//! token endpoint (`/token`), listening on 127.0.0.1 only, for the GCP provider's tests.
 //!
 //! One [`FakeCompute`] holds the resources; each [`FakeCompute::listen`] opens another
 //! listener over the same resources with its own [`Faults`], so ProviderConfigs pointing at
@@ -11,6 +12,7 @@
 //! | [`compute`] | resources, operations, request IDs, the REST semantics |
 //! | [`health`] | instance group membership, backend service health, the "port answers" test hook |
 //! | [`secret_manager`] | secrets, versions, IAM policies |
+//! | [`monitoring`] | CPU and memory figures per instance, `timeSeries.list` and its filter |
 //! | [`token`] | the JWT-bearer token endpoint |
 //! | [`sts`] | Workload Identity Federation: STS token exchange and `generateAccessToken` |
 //! | [`faults`] | injectable errors and hangs |
@@ -19,12 +21,13 @@
 //! A metadata server (`/computeMetadata/v1/`, see [`FakeCompute::serve_metadata_of`])
 //! answers as one chosen instance would see it, so a test can run a VM's boot script.
 //!
-//! Every compute and Secret Manager call needs `Authorization: Bearer <token>` with a token this fake issued.
+//! Every Compute Engine, Secret Manager and Monitoring call needs `Authorization: Bearer <token>` with a token this fake issued.
 
 pub mod compute;
 pub mod errors;
 pub mod faults;
 pub mod health;
+pub mod monitoring;
 pub mod secret_manager;
 pub mod sts;
 pub mod token;
@@ -45,6 +48,7 @@ use tokio::net::TcpListener;
 
 pub use compute::Compute;
 pub use faults::{Faults, InjectedError};
+pub use monitoring::{Figures, Monitoring};
 pub use secret_manager::SecretManager;
 
 /// Starting the fake failed.
@@ -59,6 +63,7 @@ pub enum Error {
 struct Shared {
     compute: Compute,
     secrets: SecretManager,
+    monitoring: Monitoring,
     tokens: HashSet<String>,
     /// Tokens the metadata server gave "the VM": the default service account's.
     vm_tokens: HashSet<String>,
@@ -112,6 +117,11 @@ impl FakeCompute {
     /// Reads or changes the secrets.
     pub fn with_secrets<T>(&self, f: impl FnOnce(&mut SecretManager) -> T) -> T {
         self.with(|s| f(&mut s.secrets))
+    }
+
+    /// Reads or changes what Cloud Monitoring reports (see [`Monitoring::set_usage`]).
+    pub fn with_monitoring<T>(&self, f: impl FnOnce(&mut Monitoring) -> T) -> T {
+        self.with(|s| f(&mut s.monitoring))
     }
 
     /// Makes the metadata server (`/computeMetadata/v1/`) answer as if it ran on the
@@ -221,7 +231,10 @@ impl FakeCompute {
         } else if let Some(email) = impersonate.filter(|_| method == "POST") {
             let body = serde_json::from_slice::<Value>(&bytes).ok();
             self.impersonate(&bearer, &email, body.as_ref())
-        } else if path.starts_with("/compute/v1/") || path.starts_with("/v1/") {
+        } else if path.starts_with("/compute/v1/")
+            || path.starts_with("/v1/")
+            || path.starts_with("/v3/")
+        {
             let token = authorization
                 .as_deref()
                 .and_then(|a| a.strip_prefix("Bearer "))
@@ -244,6 +257,8 @@ impl FakeCompute {
                     error.code,
                     errors::body(error.code, &error.reason, &error.message),
                 )
+            } else if let Some(api_path) = path.strip_prefix("/v3/") {
+                self.with(|s| s.monitoring.handle(&method, api_path, &query, &s.compute))
             } else if let Some(api_path) = path.strip_prefix("/v1/") {
                 let caller = vm.then_some(compute::DEFAULT_SERVICE_ACCOUNT);
                 self.with(|s| s.secrets.handle(&method, api_path, &query, body, caller))
@@ -400,7 +415,31 @@ fn parse_query(query: &str) -> HashMap<String, String> {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (k.to_owned(), v.to_owned())
+            (percent_decode(k), percent_decode(v))
         })
         .collect()
+}
+
+/// Decodes `%XX` escapes (a malformed escape stays as it is).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

@@ -27,6 +27,9 @@
 //! Where the workload declares a TCP port, the instance also carries the network tag of its
 //! deployment's health checking and is a member of its instance group, and a `RUNNING` VM
 //! is Running only while that check reports it `HEALTHY` ([`super::health_checks`]).
+//!
+//! A `RUNNING` VM's observation carries its usage figures from Cloud Monitoring
+//! ([`crate::monitoring`]), when Monitoring has them.
 
 use datum_api::compute::{Instance, InstanceSpec};
 use datum_api::networking::names;
@@ -534,7 +537,8 @@ impl ExternalClient<Instance> for Compute {
                 rest.replace("/zones/", "/").replace("/instances/", "/")
             )
         });
-        let mut power = power(instance["status"].as_str().unwrap_or_default());
+        let status = instance["status"].as_str().unwrap_or_default();
+        let mut power = power(status);
         let mut health_in_place = true;
         if let Some(plan) = Plan::at(r.spec, r.labels, r.uid, &path) {
             health_in_place = has_tag(&instance, &plan.name);
@@ -554,6 +558,11 @@ impl ExternalClient<Instance> for Compute {
                 }
             }
         }
+        // Figures from Cloud Monitoring; never a reason to fail the observe.
+        let usage = match (status, instance["id"].as_str(), path.split('/').nth(1)) {
+            ("RUNNING", Some(id), Some(project)) => self.usage_of(project, id).await,
+            _ => None,
+        };
         Ok(Observation::Exists {
             up_to_date: health_in_place
                 && instance["labels"]["datum-spec-hash"] == desired_hash(r).as_str(),
@@ -561,7 +570,7 @@ impl ExternalClient<Instance> for Compute {
                 provider_id,
                 addresses,
                 power,
-                usage: None,
+                usage,
             },
             id: path,
         })

@@ -28,6 +28,7 @@ use serde_json::Value;
 
 use crate::auth::TokenSource;
 use crate::http::Transport;
+use crate::monitoring::UsageCache;
 
 /// A failed call, as Compute Engine reported it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -127,6 +128,10 @@ pub struct Settings {
     pub operation_timeout: Duration,
     /// The Secret Manager API root, e.g. `https://secretmanager.googleapis.com`.
     pub secret_manager_endpoint: String,
+    /// The Cloud Monitoring API root, e.g. `https://monitoring.googleapis.com`.
+    pub monitoring_endpoint: String,
+    /// Least time between two usage rounds of one project ([`crate::monitoring`]).
+    pub usage_interval: Duration,
 }
 
 /// A connected client.
@@ -137,6 +142,8 @@ pub struct Compute {
     base: String,
     pub(crate) settings: Settings,
     buckets: Arc<Mutex<HashMap<String, Arc<TokenBucket>>>>,
+    /// Usage figures from Cloud Monitoring, per project.
+    pub(crate) usage: Arc<UsageCache>,
     /// The control plane, for the ConfigMaps and Secrets of configMap/secret volumes.
     pub(crate) kube: Option<kube::Client>,
 }
@@ -161,6 +168,7 @@ impl Compute {
             transport,
             tokens,
             base: format!("{}/compute/v1/", endpoint.trim_end_matches('/')),
+            usage: Arc::new(UsageCache::new(settings.usage_interval)),
             settings,
             buckets: Arc::default(),
             kube: None,
@@ -226,7 +234,7 @@ impl Compute {
     }
 
     /// One call to any Google API URL, counted against `project`'s rate limit (one bucket
-    /// per project across Compute Engine and Secret Manager).
+    /// per project across Compute Engine, Secret Manager and Cloud Monitoring).
     pub(crate) async fn send(
         &self,
         method: http::Method,

@@ -119,6 +119,11 @@ pub fn config(name: &str, listener: &Listener) -> ProviderConfig {
 
 /// A connected client without Kubernetes.
 pub async fn connect(listener: &Listener) -> Compute {
+    connect_with(provider(), listener).await
+}
+
+/// [`connect`] through `provider` (e.g. another usage interval).
+pub async fn connect_with(provider: GcpProvider, listener: &Listener) -> Compute {
     let config = config("direct", listener);
     let mut credentials = Credentials::default();
     let reference = SecretKeyRef {
@@ -127,7 +132,7 @@ pub async fn connect(listener: &Listener) -> Compute {
         key: "credentials.json".into(),
     };
     credentials.insert(&reference, key_file(listener));
-    provider()
+    provider
         .connect(&config, &credentials)
         .await
         .expect("connects")
@@ -234,6 +239,12 @@ pub struct Platform {
 
 impl Platform {
     pub async fn start(h: &GcpHarness, ns: &str, city: &str) -> Self {
+        Self::start_with(h, ns, city, provider()).await
+    }
+
+    /// [`Platform::start`] running `provider` (e.g. another usage interval), with the
+    /// autoscaler looking every second.
+    pub async fn start_with(h: &GcpHarness, ns: &str, city: &str, provider: GcpProvider) -> Self {
         use datum_provider::conformance::Behaviour;
         use kube::Resource as _;
         let client = h.client.clone();
@@ -276,12 +287,13 @@ impl Platform {
             .expect("the Network");
 
         let stop = datum_runtime::shutdown::CancellationToken::new();
-        let settings = datum_control::Settings {
+        let mut settings = datum_control::Settings {
             namespace: Some(ns.to_owned()),
             resync: Duration::from_secs(5),
             retry: Duration::from_millis(250),
             ..datum_control::Settings::default()
         };
+        settings.autoscaler.interval = Duration::from_secs(1);
         let control = tokio::spawn(datum_control::run(
             client.clone(),
             settings,
@@ -295,7 +307,7 @@ impl Platform {
         options.backoff_max = Duration::from_secs(2);
         let provider = GcpProvider {
             kube: Some(client.clone()),
-            ..provider()
+            ..provider
         };
         let token = stop.clone();
         let runtime = tokio::spawn(async move {
