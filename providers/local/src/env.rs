@@ -1,6 +1,7 @@
 //! Container environment from the control plane: `env[].valueFrom` (`configMapKeyRef`,
-//! `secretKeyRef`) and `envFrom` (`configMapRef`, `secretRef`, with `prefix`), read from the
-//! instance's namespace with the provider's Kubernetes client, as the kubelet does:
+//! `secretKeyRef`, `fieldRef`) and `envFrom` (`configMapRef`, `secretRef`, with `prefix`),
+//! read from the instance's namespace with the provider's Kubernetes client, as the kubelet
+//! does:
 //!
 //! - `envFrom` first, in order (a later source overrides an earlier one), then `env`, which
 //!   overrides both; the image's own `Env` is under all of them.
@@ -9,28 +10,39 @@
 //! - A missing object or key is an error naming the variable, the object and the key —
 //!   unless the reference is `optional`, in which case the variable (or source) is left out.
 //! - ConfigMaps give their `data` (not `binaryData`), Secrets their `data` as UTF-8 text.
-//! - `fieldRef`, `resourceFieldRef` and `fileKeyRef` are not supported: an error says so.
+//! - `fieldRef` reads the Instance itself (its name, namespace, UID, labels, annotations and
+//!   interface addresses: [`field_ref`]); a path it does not serve is an error naming the
+//!   variable and the path.
+//! - `resourceFieldRef` and `fileKeyRef` are not supported: an error says so.
 //!
 //! Values never reach a log line, an error, an Event or a status: errors name variables,
 //! objects and keys only.
 //!
 //! Each object is read when the containers are made (create, or an update after the spec
 //! changed or a container stopped). The instance's spec hash covers its spec only, so a
-//! changed ConfigMap or Secret value does not restart running containers; the new value is
-//! seen the next time a container is made — as with a Pod's environment.
+//! changed ConfigMap or Secret value, label or annotation does not restart running
+//! containers; the new value is seen the next time a container is made — as with a Pod's
+//! environment.
 //!
 //! ```
-//! # async fn example(kube: kube::Client, container: &datum_api::compute::SandboxContainer)
-//! # -> Result<(), datum_provider_local::env::Error> {
+//! # use datum_provider_local::env::field_ref::InstanceFields;
+//! # async fn example(
+//! #     kube: kube::Client,
+//! #     fields: &InstanceFields<'_>,
+//! #     container: &datum_api::compute::SandboxContainer,
+//! # ) -> Result<(), datum_provider_local::env::Error> {
 //! // `KEY=value` pairs in the order they apply; later ones override earlier ones.
-//! let vars = datum_provider_local::env::resolve(Some(&kube), "default", container).await?;
+//! let vars = datum_provider_local::env::resolve(Some(&kube), fields, container).await?;
 //! # let _ = vars; Ok(()) }
 //! ```
+
+pub mod field_ref;
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use datum_api::compute::SandboxContainer;
+use field_ref::InstanceFields;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
 
@@ -81,9 +93,23 @@ pub enum Error {
         /// The key.
         key: String,
     },
+    /// A `fieldRef` whose path has no value here.
+    #[error(
+        "container {container}: env {variable}: valueFrom.fieldRef.fieldPath {path:?} {reason}"
+    )]
+    FieldPath {
+        /// The container.
+        container: String,
+        /// The variable.
+        variable: String,
+        /// The `fieldPath`.
+        path: String,
+        /// Why it has no value.
+        reason: field_ref::Error,
+    },
     /// A `valueFrom` the local provider cannot serve.
     #[error(
-        "container {container}: env {variable}: valueFrom.{selector} is not supported by the local provider (configMapKeyRef and secretKeyRef are)"
+        "container {container}: env {variable}: valueFrom.{selector} is not supported by the local provider (configMapKeyRef, secretKeyRef and fieldRef are)"
     )]
     Unsupported {
         /// The container.
@@ -173,7 +199,11 @@ pub async fn read(
             .env
             .iter()
             .flatten()
-            .find(|v| v.value_from.is_some())
+            .find(|v| {
+                v.value_from
+                    .as_ref()
+                    .is_some_and(|f| f.config_map_key_ref.is_some() || f.secret_key_ref.is_some())
+            })
             .map(|v| format!("env {}", v.name))
             .unwrap_or_else(|| "envFrom".to_owned());
         return Err(Error::NoClient {
@@ -227,12 +257,14 @@ pub fn valid_name(name: &str) -> bool {
 }
 
 /// The variables `container` sets, as `(name, value)` in the order they apply (a later one
-/// overrides an earlier one of the same name), from `objects` read in `namespace`.
+/// overrides an earlier one of the same name), from `objects` read in the namespace of the
+/// Instance `fields` describes.
 pub fn assemble(
     container: &SandboxContainer,
-    namespace: &str,
+    fields: &InstanceFields<'_>,
     objects: &Objects,
 ) -> Result<Vec<(String, String)>, Error> {
+    let namespace = fields.namespace;
     let text = |what: &str, kind: Kind, name: &str, key: &str, value: &[u8]| {
         String::from_utf8(value.to_vec()).map_err(|_| Error::NotText {
             container: container.name.clone(),
@@ -298,7 +330,21 @@ pub fn assemble(
         let (kind, name, key, optional) = match (&from.config_map_key_ref, &from.secret_key_ref) {
             (Some(c), _) => (Kind::ConfigMap, &c.name, &c.key, c.optional),
             (None, Some(s)) => (Kind::Secret, &s.name, &s.key, s.optional),
-            (None, None) if from.field_ref.is_some() => return Err(unsupported("fieldRef")),
+            (None, None) if from.field_ref.is_some() => {
+                let path = from
+                    .field_ref
+                    .as_ref()
+                    .map(|f| f.field_path.as_str())
+                    .unwrap_or_default();
+                let value = field_ref::value(fields, path).map_err(|reason| Error::FieldPath {
+                    container: container.name.clone(),
+                    variable: var.name.clone(),
+                    path: path.to_owned(),
+                    reason,
+                })?;
+                out.push((var.name.clone(), value));
+                continue;
+            }
             (None, None) if from.resource_field_ref.is_some() => {
                 return Err(unsupported("resourceFieldRef"));
             }
@@ -327,15 +373,15 @@ pub fn assemble(
     Ok(out)
 }
 
-/// Reads what `container` refers to in `namespace` and returns its variables, as
-/// [`assemble`] does.
+/// Reads what `container` refers to in the Instance's namespace and returns its variables,
+/// as [`assemble`] does.
 pub async fn resolve(
     kube: Option<&kube::Client>,
-    namespace: &str,
+    fields: &InstanceFields<'_>,
     container: &SandboxContainer,
 ) -> Result<Vec<(String, String)>, Error> {
-    let objects = read(kube, namespace, container).await?;
-    assemble(container, namespace, &objects)
+    let objects = read(kube, fields.namespace, container).await?;
+    assemble(container, fields, &objects)
 }
 
 #[cfg(test)]
@@ -370,6 +416,23 @@ mod tests {
         ])
     }
 
+    static LABELS: BTreeMap<String, String> = BTreeMap::new();
+
+    /// The Instance `web-0` in `ns`, with one interface.
+    fn fields() -> InstanceFields<'static> {
+        InstanceFields {
+            name: "web-0",
+            namespace: "ns",
+            uid: "0000-1111",
+            labels: &LABELS,
+            annotations: &LABELS,
+            interfaces: vec![field_ref::InterfaceFields {
+                network_ip: Some("10.1.0.2".to_owned()),
+                network_ipv6: None,
+            }],
+        }
+    }
+
     fn apply(vars: Vec<(String, String)>) -> BTreeMap<String, String> {
         vars.into_iter().collect()
     }
@@ -395,7 +458,7 @@ mod tests {
                 (Kind::Secret, "creds".to_owned())
             ]
         );
-        let vars = assemble(&c, "ns", &objects()).expect("resolves");
+        let vars = assemble(&c, &fields(), &objects()).expect("resolves");
         assert_eq!(vars.first().map(|v| v.0.as_str()), Some("LEVEL"));
         assert_eq!(
             apply(vars),
@@ -419,7 +482,7 @@ mod tests {
         let missing_key = container(json!({ "env": [
             { "name": "TOKEN", "valueFrom": { "secretKeyRef": { "name": "creds", "key": "nope" } } },
         ] }));
-        let e = assemble(&missing_key, "ns", &objects())
+        let e = assemble(&missing_key, &fields(), &objects())
             .expect_err("a missing key fails")
             .to_string();
         assert_eq!(
@@ -429,12 +492,12 @@ mod tests {
         let missing_object = container(json!({ "env": [
             { "name": "TOKEN", "valueFrom": { "secretKeyRef": { "name": "gone", "key": "token" } } },
         ] }));
-        let e = assemble(&missing_object, "ns", &objects())
+        let e = assemble(&missing_object, &fields(), &objects())
             .expect_err("a missing Secret fails")
             .to_string();
         assert_eq!(e, "container app: env TOKEN: Secret ns/gone does not exist");
         let missing_source = container(json!({ "envFrom": [{ "secretRef": { "name": "gone" } }] }));
-        let e = assemble(&missing_source, "ns", &objects())
+        let e = assemble(&missing_source, &fields(), &objects())
             .expect_err("a missing envFrom source fails")
             .to_string();
         assert_eq!(
@@ -444,7 +507,7 @@ mod tests {
         let not_text = container(json!({ "env": [
             { "name": "B", "valueFrom": { "secretKeyRef": { "name": "creds", "key": "binary" } } },
         ] }));
-        let e = assemble(&not_text, "ns", &objects())
+        let e = assemble(&not_text, &fields(), &objects())
             .expect_err("bytes that are not text fail")
             .to_string();
         assert!(e.contains("\"binary\"") && !e.contains("s3cret"), "{e}");
@@ -456,7 +519,10 @@ mod tests {
                 { "name": "B", "valueFrom": { "configMapKeyRef": { "name": "gone", "key": "x", "optional": true } } },
             ],
         }));
-        assert_eq!(assemble(&optional, "ns", &objects()).expect("skipped"), []);
+        assert_eq!(
+            assemble(&optional, &fields(), &objects()).expect("skipped"),
+            []
+        );
     }
 
     #[test]
@@ -471,20 +537,63 @@ mod tests {
             BTreeMap::from([("token".to_owned(), b"s3cret".to_vec())]),
         );
         assert_eq!(
-            assemble(&c, "ns", &objects).expect("resolves"),
+            assemble(&c, &fields(), &objects).expect("resolves"),
             [("OK_token".to_owned(), "s3cret".to_owned())]
         );
         assert!(valid_name("1st.var-with space"));
         assert!(!valid_name("") && !valid_name("A=B") && !valid_name("é"));
-        let field = container(json!({ "env": [
-            { "name": "POD", "valueFrom": { "fieldRef": { "fieldPath": "metadata.name" } } },
+        let resource = container(json!({ "env": [
+            { "name": "CPU", "valueFrom": { "resourceFieldRef": { "resource": "limits.cpu" } } },
         ] }));
-        let e = assemble(&field, "ns", &objects)
-            .expect_err("fieldRef is refused")
+        let e = assemble(&resource, &fields(), &objects)
+            .expect_err("resourceFieldRef is refused")
             .to_string();
         assert!(
-            e.contains("env POD: valueFrom.fieldRef is not supported"),
+            e.contains("env CPU: valueFrom.resourceFieldRef is not supported"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn field_refs_read_the_instance_and_unknown_paths_name_variable_and_path() {
+        let c = container(json!({ "env": [
+            { "name": "NAME", "valueFrom": { "fieldRef": { "fieldPath": "metadata.name" } } },
+            { "name": "NS", "valueFrom": { "fieldRef": { "apiVersion": "v1", "fieldPath": "metadata.namespace" } } },
+            { "name": "IP", "valueFrom": { "fieldRef": { "fieldPath": "status.networkInterfaces[0].assignments.networkIP" } } },
+            { "name": "NAME", "value": "overridden" },
+        ] }));
+        assert!(references(&c).is_empty(), "fieldRef reads no object");
+        assert_eq!(
+            assemble(&c, &fields(), &Objects::new()).expect("resolves"),
+            [
+                ("NAME", "web-0"),
+                ("NS", "ns"),
+                ("IP", "10.1.0.2"),
+                ("NAME", "overridden")
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        );
+        let unknown = container(json!({ "env": [
+            { "name": "NODE", "valueFrom": { "fieldRef": { "fieldPath": "spec.nodeName" } } },
+        ] }));
+        let e = assemble(&unknown, &fields(), &Objects::new())
+            .expect_err("an unknown path fails")
+            .to_string();
+        assert!(
+            e.starts_with(
+                "container app: env NODE: valueFrom.fieldRef.fieldPath \"spec.nodeName\" is not supported: the local provider serves metadata.name"
+            ),
+            "{e}"
+        );
+        let second = container(json!({ "env": [
+            { "name": "IP2", "valueFrom": { "fieldRef": { "fieldPath": "status.networkInterfaces[1].assignments.networkIP" } } },
+        ] }));
+        let e = assemble(&second, &fields(), &Objects::new())
+            .expect_err("a missing interface fails")
+            .to_string();
+        assert_eq!(
+            e,
+            "container app: env IP2: valueFrom.fieldRef.fieldPath \"status.networkInterfaces[1].assignments.networkIP\" names interface 1, but the instance has 1"
         );
     }
 }

@@ -21,6 +21,7 @@ use datum_provider::{
     PowerState, Usage,
 };
 
+use crate::env::field_ref::{InstanceFields, InterfaceFields};
 use crate::provider::LocalHost;
 use crate::runtime_spec::{self, ContainerSpec};
 use crate::{bridge, names, netns, usage};
@@ -380,8 +381,11 @@ impl LocalHost {
             .unwrap_or_default()
     }
 
-    /// Network namespace, interfaces and addresses.
-    async fn ensure_interfaces(&self, r: &ExternalResource<'_, Instance>) -> Result<String, Error> {
+    /// Network namespace, interfaces and addresses: the namespace's name and the interfaces.
+    async fn ensure_interfaces(
+        &self,
+        r: &ExternalResource<'_, Instance>,
+    ) -> Result<(String, Vec<PlannedInterface>), Error> {
         let instance_netns = self.names.instance_netns(&r.external_name);
         netns::ensure(&instance_netns)?;
         let planned = self.plan_interfaces(r).await?;
@@ -389,14 +393,15 @@ impl LocalHost {
         for p in &planned {
             self.attach(p, &r.external_name, &instance_netns).await?;
         }
-        Ok(instance_netns)
+        Ok((instance_netns, planned))
     }
 
     /// Makes every container exist and run as the spec says.
     async fn ensure_instance(&self, r: &ExternalResource<'_, Instance>) -> Result<(), Error> {
         let containers = containers(r.spec)?;
         let (cpu_millis, memory_bytes) = self.sizing(r.spec)?;
-        let instance_netns = self.ensure_interfaces(r).await?;
+        let (instance_netns, planned) = self.ensure_interfaces(r).await?;
+        let fields = instance_fields(r, &planned);
         let dir = self.instance_dir(&r.external_name);
         let logs = dir.join("logs");
         std::fs::create_dir_all(&logs).map_err(io(&logs))?;
@@ -430,7 +435,7 @@ impl LocalHost {
                 .collect();
             // Resolved before the container is replaced: a missing ConfigMap or Secret
             // leaves the running one alone.
-            let vars = crate::env::resolve(self.kube.as_ref(), r.namespace, container).await?;
+            let vars = crate::env::resolve(self.kube.as_ref(), &fields, container).await?;
             let id = names::container_id(&r.external_name, &container.name);
             if let Some(existing) = self.containerd.container(&id).await?
                 && existing.labels.get(LABEL_SPEC_HASH) != Some(&hash)
@@ -644,6 +649,34 @@ impl LocalHost {
     }
 }
 
+/// What `fieldRef` env reads of the instance: its metadata, and per interface the addresses
+/// its status shows (IPAM's, else the fallback allocator's, as observe reports them).
+fn instance_fields<'a>(
+    r: &'a ExternalResource<'_, Instance>,
+    planned: &[PlannedInterface],
+) -> InstanceFields<'a> {
+    let interfaces = planned
+        .iter()
+        .map(|p| {
+            let assigned = r.assigned.get(p.index);
+            InterfaceFields {
+                network_ip: assigned
+                    .and_then(|a| a.network_ip.clone())
+                    .or_else(|| p.addresses.first().map(|a| a.address.to_string())),
+                network_ipv6: assigned.and_then(|a| a.network_ipv6.clone()),
+            }
+        })
+        .collect();
+    InstanceFields {
+        name: r.name,
+        namespace: r.namespace,
+        uid: r.uid,
+        labels: r.labels,
+        annotations: r.annotations,
+        interfaces,
+    }
+}
+
 /// argv, env and working directory: Kubernetes semantics over the image's config; `vars`
 /// (from [`crate::env::resolve`]) apply in order over the image's `Env`.
 fn process(
@@ -676,18 +709,18 @@ impl ExternalClient<Instance> for LocalHost {
         &self,
         r: &ExternalResource<'_, Instance>,
     ) -> Result<Observation<InstanceLive>, PlatformError> {
-        self.check_reachable().await?;
         if self.is_vm(r) {
             return Ok(self.observe_vm(r).await?);
         }
+        self.require_containerd().await?;
         Ok(self.observe_instance(r).await?)
     }
 
     async fn create(&self, r: &ExternalResource<'_, Instance>) -> Result<String, PlatformError> {
-        self.check_reachable().await?;
         if r.spec.runtime.virtual_machine.is_some() {
             self.ensure_vm(r).await?;
         } else {
+            self.require_containerd().await?;
             self.ensure_instance(r).await?;
         }
         self.hang_after_create().await;
@@ -699,7 +732,10 @@ impl ExternalClient<Instance> for LocalHost {
         _id: &str,
         r: &ExternalResource<'_, Instance>,
     ) -> Result<(), PlatformError> {
-        self.check_reachable().await?;
+        let vm = r.spec.runtime.virtual_machine.is_some();
+        if !vm {
+            self.require_containerd().await?;
+        }
         // Policies first and on their own: a changed NetworkPolicy or peer is enforced even
         // while a registry or a ConfigMap is unavailable, and restarts nothing.
         if !self.policies_current(r) {
@@ -712,7 +748,7 @@ impl ExternalClient<Instance> for LocalHost {
                 return Ok(());
             }
         }
-        if r.spec.runtime.virtual_machine.is_some() {
+        if vm {
             return Ok(self.ensure_vm(r).await?);
         }
         Ok(self.ensure_instance(r).await?)
@@ -723,10 +759,10 @@ impl ExternalClient<Instance> for LocalHost {
         _id: &str,
         r: &ExternalResource<'_, Instance>,
     ) -> Result<(), PlatformError> {
-        self.check_reachable().await?;
         if self.is_vm(r) {
             return Ok(self.delete_vm(r).await?);
         }
+        self.require_containerd().await?;
         Ok(self.delete_instance(r).await?)
     }
 }

@@ -14,8 +14,8 @@
 //! | [`names`] | deterministic host names (namespaces, bridges, veths, containers) |
 //! | [`runtime_spec`] | the OCI runtime spec of a container |
 //! | [`volumes`] | configMap and secret volumes as files |
-//! | [`env`] | container environment from ConfigMaps and Secrets (`valueFrom`, `envFrom`) |
-//! | [`usage`] | CPU and memory usage from cgroups |
+//! | [`env`] | container environment from ConfigMaps, Secrets and the Instance itself (`valueFrom`, `envFrom`, `fieldRef`) |
+//! | [`usage`] | CPU and memory usage from cgroups (containers) and `/proc` (VMs) |
 //! | [`netns`] | provider-owned network namespaces |
 //! | [`bridge`] | bridges, veth pairs, addresses and routes over rtnetlink |
 //! | [`containerd`] | the containerd daemon and client: containers and tasks |

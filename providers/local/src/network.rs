@@ -373,7 +373,6 @@ impl ExternalClient<NetworkContext> for LocalHost {
         &self,
         r: &ExternalResource<'_, NetworkContext>,
     ) -> Result<Observation<NetworkLive>, PlatformError> {
-        self.check_reachable().await?;
         if !self.record("contexts", &r.external_name).exists() {
             return Ok(Observation::Absent);
         }
@@ -400,7 +399,6 @@ impl ExternalClient<NetworkContext> for LocalHost {
         &self,
         r: &ExternalResource<'_, NetworkContext>,
     ) -> Result<String, PlatformError> {
-        self.check_reachable().await?;
         let (location, key) = context_key(r);
         self.write_record("contexts", &r.external_name, &format!("{location}\n{key}"))?;
         let gateways = self.context_gateways(r.namespace, r.name);
@@ -414,7 +412,6 @@ impl ExternalClient<NetworkContext> for LocalHost {
         _id: &str,
         r: &ExternalResource<'_, NetworkContext>,
     ) -> Result<(), PlatformError> {
-        self.check_reachable().await?;
         let (location, key) = context_key(r);
         let gateways = self.context_gateways(r.namespace, r.name);
         self.ensure_network(&location, &key, &gateways).await?;
@@ -426,7 +423,6 @@ impl ExternalClient<NetworkContext> for LocalHost {
         _id: &str,
         r: &ExternalResource<'_, NetworkContext>,
     ) -> Result<(), PlatformError> {
-        self.check_reachable().await?;
         let (location, key) = context_key(r);
         self.remove_record("contexts", &r.external_name)?;
         self.release_network(&location, &key).await?;
@@ -462,7 +458,6 @@ impl ExternalClient<Subnet> for LocalHost {
         &self,
         r: &ExternalResource<'_, Subnet>,
     ) -> Result<Observation<NetworkLive>, PlatformError> {
-        self.check_reachable().await?;
         let recorded = std::fs::read(self.record("subnets", &r.external_name))
             .ok()
             .map(|body| serde_json::from_slice::<SubnetRecord>(&body).ok());
@@ -479,7 +474,6 @@ impl ExternalClient<Subnet> for LocalHost {
     }
 
     async fn create(&self, r: &ExternalResource<'_, Subnet>) -> Result<String, PlatformError> {
-        self.check_reachable().await?;
         self.program_subnet(r).await?;
         self.hang_after_create().await;
         Ok(r.external_name.clone())
@@ -490,7 +484,6 @@ impl ExternalClient<Subnet> for LocalHost {
         _id: &str,
         r: &ExternalResource<'_, Subnet>,
     ) -> Result<(), PlatformError> {
-        self.check_reachable().await?;
         Ok(self.program_subnet(r).await?)
     }
 
@@ -499,7 +492,6 @@ impl ExternalClient<Subnet> for LocalHost {
         _id: &str,
         r: &ExternalResource<'_, Subnet>,
     ) -> Result<(), PlatformError> {
-        self.check_reachable().await?;
         Ok(self.remove_record("subnets", &r.external_name)?)
     }
 }

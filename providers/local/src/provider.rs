@@ -125,9 +125,11 @@ impl LocalHost {
         })
     }
 
-    /// Fails unless containerd answers: every verb checks first, so calls against an
-    /// unreachable daemon take no effect.
-    pub async fn check_reachable(&self) -> Result<(), PlatformError> {
+    /// Fails unless containerd answers. Every verb on a container Instance checks first, so
+    /// calls against an unreachable daemon take no effect. Only those: VMs (QEMU),
+    /// NetworkContexts and Subnets (namespaces, bridges, nftables) never talk to containerd,
+    /// so a host without it still serves them.
+    pub async fn require_containerd(&self) -> Result<(), PlatformError> {
         self.containerd
             .version()
             .await

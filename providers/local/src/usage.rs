@@ -1,6 +1,7 @@
-//! CPU and memory usage of containers, read from their cgroups (v1 `memory` and `cpuacct`
-//! hierarchies, or the unified v2 files), as the percentages of the instance type the
-//! autoscaler reads. CPU is a rate, so the previous sample is kept per instance.
+//! CPU and memory usage of instances, as the percentages of the instance type the
+//! autoscaler reads: containers from their cgroups (v1 `memory` and `cpuacct` hierarchies,
+//! or the unified v2 files), VMs from their QEMU process in `/proc`. CPU is a rate, so the
+//! previous sample is kept per instance.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -50,6 +51,54 @@ pub fn read(root: &Path, cgroup: &str) -> Option<Counters> {
     })
 }
 
+/// The counters of process `pid` and all its threads, from `/proc` (under `proc_root`):
+/// `utime + stime` of `stat` and `VmRSS` of `status`. For a VM this is its QEMU: what the
+/// guest costs the host, emulation included.
+pub fn read_process(proc_root: &Path, pid: i32) -> Option<Counters> {
+    let dir = proc_root.join(pid.to_string());
+    let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+    let status = std::fs::read_to_string(dir.join("status")).ok()?;
+    let ticks = process_cpu_ticks(&stat)?;
+    let memory_bytes = process_rss_bytes(&status)?;
+    Some(Counters {
+        memory_bytes,
+        cpu_nanos: ticks.saturating_mul(1_000_000_000) / clock_ticks_per_second(),
+    })
+}
+
+/// `utime + stime` (fields 14 and 15) of a `/proc/<pid>/stat` line, in clock ticks. The
+/// command name (field 2) may hold spaces and parentheses, so fields count from its last `)`.
+fn process_cpu_ticks(stat: &str) -> Option<u64> {
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    // After the name: state is field 3, so utime (14) is the 12th from here.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime.saturating_add(stime))
+}
+
+/// `VmRSS` of a `/proc/<pid>/status`, in bytes.
+fn process_rss_bytes(status: &str) -> Option<u64> {
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib.saturating_mul(1024))
+}
+
+/// The unit of `/proc` CPU times (`USER_HZ`, 100 on every common architecture).
+fn clock_ticks_per_second() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .and_then(|t| u64::try_from(t).ok())
+        .filter(|t| *t > 0)
+        .unwrap_or(100)
+}
+
 /// Turns counters into percentages, remembering the last CPU sample per instance.
 #[derive(Debug, Default)]
 pub struct Sampler {
@@ -58,7 +107,8 @@ pub struct Sampler {
 
 impl Sampler {
     /// `(cpu %, memory %)` of `counters` against `cpu_millis` and `memory_bytes`; CPU is
-    /// `None` on the first sample.
+    /// `None` on the first sample, and after the CPU counter went backwards (the container
+    /// or VM was started again, so the two samples are of different processes).
     pub fn percentages(
         &self,
         instance: &str,
@@ -76,7 +126,8 @@ impl Sampler {
         let cpu = previous.and_then(|(at, nanos)| {
             let elapsed = now.duration_since(at).as_nanos() as f64;
             let granted = cpu_millis as f64 / 1000.0;
-            (elapsed > 0.0 && granted > 0.0).then(|| {
+            let restarted = counters.cpu_nanos < nanos;
+            (elapsed > 0.0 && granted > 0.0 && !restarted).then(|| {
                 percent(counters.cpu_nanos.saturating_sub(nanos) as f64 / (elapsed * granted))
             })
         });
@@ -123,5 +174,46 @@ mod tests {
             100,
         );
         assert!(cpu.is_some_and(|c| c > 0));
+        // A restart: the counter starts again from zero, which is no rate at all.
+        let (cpu, memory) = sampler.percentages(
+            "i",
+            Counters {
+                memory_bytes: 25,
+                cpu_nanos: 1_000,
+            },
+            1000,
+            100,
+        );
+        assert_eq!((cpu, memory), (None, Some(25)));
+    }
+
+    #[test]
+    fn process_counters_come_from_stat_and_status() {
+        // A command name with spaces and a parenthesis must not shift the fields.
+        let stat = "4242 (qemu-system (x) 64) S 1 4241 4241 0 -1 4194624 9 0 0 0 \
+                    250 50 0 0 20 0 5 0 100 1000 200";
+        assert_eq!(process_cpu_ticks(stat), Some(300));
+        assert_eq!(process_cpu_ticks("garbage"), None);
+        let status = "Name:\tqemu\nVmPeak:\t  999 kB\nVmRSS:\t   2048 kB\nThreads:\t5\n";
+        assert_eq!(process_rss_bytes(status), Some(2 << 20));
+        assert_eq!(process_rss_bytes("Name:\tkthreadd\n"), None);
+
+        let dir = std::env::temp_dir().join(format!("datum-usage-{}", std::process::id()));
+        let proc_dir = dir.join("4242");
+        std::fs::create_dir_all(&proc_dir).expect("a fake /proc");
+        std::fs::write(proc_dir.join("stat"), stat).expect("stat");
+        std::fs::write(proc_dir.join("status"), status).expect("status");
+        let counters = read_process(&dir, 4242).expect("counters");
+        assert_eq!(counters.memory_bytes, 2 << 20);
+        assert_eq!(
+            counters.cpu_nanos,
+            300 * 1_000_000_000 / clock_ticks_per_second()
+        );
+        assert_eq!(read_process(&dir, 1), None, "no such process");
+        let _ = std::fs::remove_dir_all(&dir);
+
+        // This very process: it has used some CPU and holds some memory.
+        let own = read_process(Path::new("/proc"), std::process::id() as i32).expect("own");
+        assert!(own.memory_bytes > 0);
     }
 }

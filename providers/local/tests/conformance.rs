@@ -2,7 +2,8 @@
 //! namespaces). The behaviours map onto real conditions:
 //! - `Healthy`: this test's containerd and registry (the suite's `nginx:N` images come from
 //!   the loopback registry configured as a `docker.io` mirror);
-//! - `Failing`: a containerd socket that does not exist — every call fails before acting;
+//! - `Failing`: a containerd socket that does not exist — every call on the suite's
+//!   (container) instances fails before acting;
 //! - `Invalid`: a `stateDir` that cannot be a directory (`/dev/null/...`), which `connect`
 //!   refuses;
 //! - `HangAfterCreate`: an injected fault ([`Faults`]): the containers are made, then the

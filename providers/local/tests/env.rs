@@ -1,6 +1,6 @@
 //! What a container gets from the control plane, end to end on a real containerd: its
-//! environment from ConfigMaps and Secrets (`env[].valueFrom`, `envFrom`), read from the
-//! process's own `/proc/<pid>/environ`; and its image from a registry that demands a
+//! environment from ConfigMaps and Secrets (`env[].valueFrom`, `envFrom`) and from its
+//! Instance (`fieldRef`), read from the process's own `/proc/<pid>/environ`; and its image from a registry that demands a
 //! password (a loopback `docker-registry` with htpasswd), via `imagePullSecrets` and via the
 //! ProviderConfig's `registries[].authSecretRef`. Secret values appear in no condition and
 //! no Event. Runs as root.
@@ -9,7 +9,7 @@ mod common;
 
 use std::process::{Child, Command, Stdio};
 
-use common::{Host, eventually, location, running};
+use common::{Host, address, eventually, location, running};
 use datum_api::compute::Instance;
 use datum_api::provider_config::SecretKeyRef;
 use datum_api::provider_config::local::Registry;
@@ -152,8 +152,10 @@ async fn env_comes_from_config_maps_and_secrets() {
     let instances: Api<Instance> = Api::namespaced(host.client.clone(), &ns);
 
     // envFrom first (a ConfigMap with and without a prefix, a missing optional Secret), then
-    // env: a literal overriding envFrom, a secretKeyRef, a configMapKeyRef, an optional miss.
-    let web = instance(
+    // env: a literal overriding envFrom, a secretKeyRef, a configMapKeyRef, an optional miss,
+    // and the Instance's own fields.
+    let field = |name: &str, path: &str| json!({ "name": name, "valueFrom": { "fieldRef": { "fieldPath": path } } });
+    let mut web = instance(
         "web-0",
         &loc,
         &image,
@@ -169,9 +171,18 @@ async fn env_comes_from_config_maps_and_secrets() {
                 { "name": "TOKEN", "valueFrom": { "secretKeyRef": { "name": "creds", "key": "token" } } },
                 { "name": "LEVEL_COPY", "valueFrom": { "configMapKeyRef": { "name": "settings", "key": "LEVEL" } } },
                 { "name": "MAYBE", "valueFrom": { "secretKeyRef": { "name": "creds", "key": "nope", "optional": true } } },
+                field("MY_NAME", "metadata.name"),
+                field("MY_NAMESPACE", "metadata.namespace"),
+                field("MY_UID", "metadata.uid"),
+                field("MY_APP", "metadata.labels['app']"),
+                field("MY_TEAM", "metadata.annotations['example.org/team']"),
+                field("MY_UNSET", "metadata.labels['unset']"),
+                field("MY_IP", "status.networkInterfaces[0].assignments.networkIP"),
             ],
         }),
     );
+    web.metadata.labels = Some([("app".to_owned(), "web".to_owned())].into());
+    web.metadata.annotations = Some([("example.org/team".to_owned(), "edge".to_owned())].into());
     let uid = instances
         .create(&post, &web)
         .await
@@ -183,7 +194,15 @@ async fn env_comes_from_config_maps_and_secrets() {
     })
     .await;
     let env = environ(&host, &uid).await;
+    let ip = address(&instances.get("web-0").await.expect("exists")).expect("an address");
     for wanted in [
+        "MY_NAME=web-0",
+        &format!("MY_NAMESPACE={ns}"),
+        &format!("MY_UID={uid}"),
+        "MY_APP=web",
+        "MY_TEAM=edge",
+        "MY_UNSET=",
+        &format!("MY_IP={ip}"),
         "MODE=fast",
         "LEVEL=3",
         "CM_MODE=fast",
@@ -242,6 +261,28 @@ async fn env_comes_from_config_maps_and_secrets() {
         instances.get("broken-0").await.ok().filter(running)
     })
     .await;
+    // A fieldRef path the provider does not serve: an error naming the variable and path.
+    let unknown_field = instance(
+        "field-0",
+        &loc,
+        &image,
+        json!({}),
+        json!({ "env": [field("NODE", "spec.nodeName")] }),
+    );
+    instances
+        .create(&post, &unknown_field)
+        .await
+        .expect("created");
+    let message = eventually("field-0 fails naming the path", || async {
+        failed_with(&instances.get("field-0").await.ok()?, "EnvFailed")
+    })
+    .await;
+    assert!(
+        message.contains(
+            "container app: env NODE: valueFrom.fieldRef.fieldPath \"spec.nodeName\" is not supported"
+        ),
+        "{message}"
+    );
     // A missing non-optional envFrom source is an error too.
     let missing = instance(
         "missing-0",
@@ -268,7 +309,7 @@ async fn env_comes_from_config_maps_and_secrets() {
         assert!(!status.contains(SECRET_VALUE), "a status shows a secret");
     }
     no_event_mentions(&host.client, &ns, SECRET_VALUE).await;
-    for name in ["web-0", "broken-0", "missing-0"] {
+    for name in ["web-0", "broken-0", "missing-0", "field-0"] {
         instances
             .delete(name, &DeleteParams::default())
             .await

@@ -201,6 +201,17 @@ async fn a_vm_boots_is_reachable_keeps_its_disks_survives_a_restart_and_leaves_n
         Some(format!("local://{external}").as_str())
     );
 
+    // Usage from QEMU's process: a CPU rate once two observations are in, and resident
+    // memory against the instance type's 256Mi.
+    let usage =
+        eventually("the VM reports CPU and memory usage", || async {
+            instances.get("vm-0").await.ok()?.status?.usage.filter(|u| {
+                u.cpu_utilization.is_some() && u.memory_utilization.is_some_and(|m| m > 0)
+            })
+        })
+        .await;
+    eprintln!("VM usage: {usage:?}");
+
     // The VM is listed, so a sweep finds it should its Instance ever vanish.
     let listed = host.local_host().external_names().await.expect("lists");
     assert_eq!(
@@ -381,6 +392,8 @@ fn boot_sector_image(path: &Path) {
     std::fs::write(path, code).expect("the boot image is written");
 }
 
+/// Also: a host without containerd still runs VMs (and their networks); only container
+/// instances need it, and say so.
 #[tokio::test]
 async fn a_disk_image_boots_from_a_copy_on_write_overlay() {
     let host = common::host("vm-disk").await;
@@ -396,7 +409,8 @@ async fn a_disk_image_boots_from_a_copy_on_write_overlay() {
     std::fs::create_dir_all(&library).expect("an image library");
     let image = library.join("boot-sector.raw");
     boot_sector_image(&image);
-    let mut config = host.config(&cfg, None);
+    let no_containerd = host.dir.join("no-containerd.sock");
+    let mut config = host.config(&cfg, Some(&no_containerd.display().to_string()));
     config
         .spec
         .image_map
@@ -431,6 +445,38 @@ async fn a_disk_image_boots_from_a_copy_on_write_overlay() {
         .expect("a uid");
     eventually("the VM boots from its disk and runs", || async {
         instances.get("vm-0").await.ok().filter(running)
+    })
+    .await;
+    // A container instance on the same host does need containerd: it fails, naming it.
+    let busybox = format!("{}/datum/busybox:v1", host.registry);
+    instances
+        .create(
+            &PostParams::default(),
+            &container("c-0", &loc, "net", &busybox),
+        )
+        .await
+        .expect("the container Instance is created");
+    let message = eventually("c-0 fails for want of containerd", || async {
+        let i = instances.get("c-0").await.ok()?;
+        let c = i.status?.conditions?.into_iter().find(|c| {
+            c.type_ == "Programmed" && c.status == "False" && c.reason == "ContainerdUnreachable"
+        })?;
+        Some(c.message)
+    })
+    .await;
+    assert!(
+        message.contains(&no_containerd.display().to_string()),
+        "{message}"
+    );
+    // Deleting it needs containerd too (to be sure no container is left): give it one.
+    config.spec.containerd.socket = host.socket().display().to_string();
+    host.apply_config(&config).await;
+    instances
+        .delete("c-0", &DeleteParams::default())
+        .await
+        .expect("deletes");
+    eventually("c-0 is gone", || async {
+        instances.get_opt("c-0").await.ok().filter(Option::is_none)
     })
     .await;
     let external = format!("datum-{uid}");

@@ -16,6 +16,9 @@
 //!   minutes passed; `Stopped` when QEMU is gone, and update starts it again (restart
 //!   policy `Always`, as for containers). A changed spec restarts the VM (ACPI power
 //!   button, up to 20 s, then `quit`); disks stay.
+//! - **Usage**: from QEMU's process in `/proc` — CPU time (`utime + stime`, all threads)
+//!   between observations against the VM's vCPUs, and resident memory (`VmRSS`) against the
+//!   instance type's memory; the first observation after a (re)start has no CPU figure.
 //! - **Delete**: QMP `quit` (then SIGKILL), taps, policies, addresses, disks, directory.
 
 pub mod disks;
@@ -29,11 +32,12 @@ use std::time::Duration;
 use datum_api::compute::{Instance, InstanceSpec, annotations};
 use datum_provider::{
     ExternalResource, InstanceLive, InterfaceAddresses, Observation, PlatformError, PowerState,
+    Usage,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::provider::LocalHost;
-use crate::{bridge, names, netns};
+use crate::{bridge, names, netns, usage};
 use qemu::{Machine, VmFiles};
 
 /// What the test image prints on its console once it is up.
@@ -352,7 +356,7 @@ impl LocalHost {
         let machine = Machine {
             name: external.clone(),
             accel,
-            cpus: u32::try_from((cpu_millis.max(1) + 999) / 1000).unwrap_or(1),
+            cpus: vcpus(cpu_millis),
             memory_mib: u64::try_from(memory_bytes.max(1 << 20) >> 20).unwrap_or(256),
             kernel: match &boot {
                 disks::Boot::Kernel { vmlinux, initrd } => Some((vmlinux.clone(), initrd.clone())),
@@ -409,6 +413,7 @@ impl LocalHost {
                 external_ip: None,
             })
             .collect();
+        let usage = pid.and_then(|pid| self.vm_usage(r, pid));
         Ok(Observation::Exists {
             id: external.clone(),
             up_to_date: current && power == PowerState::Running && self.policies_current(r),
@@ -416,8 +421,29 @@ impl LocalHost {
                 provider_id: Some(format!("local://{external}")),
                 addresses,
                 power,
-                usage: None,
+                usage,
             },
+        })
+    }
+
+    /// The usage of the VM whose QEMU is `pid`: its CPU time against the vCPUs it was
+    /// given, its resident memory against the instance type's memory.
+    ///
+    /// Memory is QEMU's `VmRSS`, not a QMP figure: `query-memory-size-summary` gives the
+    /// configured size, not what is used, and `query-balloon` needs a balloon device and a
+    /// guest driver these VMs do not have. RSS is the guest memory the host really backs
+    /// (plus QEMU's own, e.g. TCG's translation cache); it does not shrink when the guest
+    /// frees pages, as there is no balloon to give them back.
+    fn vm_usage(&self, r: &ExternalResource<'_, Instance>, pid: i32) -> Option<Usage> {
+        let (cpu_millis, memory_bytes) = self.sizing(r.spec).ok()?;
+        let counters = usage::read_process(Path::new("/proc"), pid)?;
+        let granted_millis = i64::from(vcpus(cpu_millis)) * 1000;
+        let (cpu_utilization, memory_utilization) =
+            self.usage
+                .percentages(&r.external_name, counters, granted_millis, memory_bytes);
+        Some(Usage {
+            cpu_utilization,
+            memory_utilization,
         })
     }
 
@@ -463,8 +489,14 @@ impl LocalHost {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&files.dir)(e)),
             _ => {}
         }
+        self.usage.forget(external);
         Ok(())
     }
+}
+
+/// The vCPUs a VM gets for `cpu_millis` of its instance type: whole CPUs, rounded up.
+fn vcpus(cpu_millis: i64) -> u32 {
+    u32::try_from(cpu_millis.max(1).saturating_add(999) / 1000).unwrap_or(1)
 }
 
 fn merge<T: PartialEq + Clone>(into: &mut Vec<T>, items: &[T]) {
@@ -532,4 +564,19 @@ async fn ensure_tap(location_netns: &str, tap: &str, bridge_name: &str) -> Resul
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vcpus_are_whole_cpus_rounded_up() {
+        assert_eq!(vcpus(0), 1);
+        assert_eq!(vcpus(250), 1);
+        assert_eq!(vcpus(1000), 1);
+        assert_eq!(vcpus(1001), 2);
+        assert_eq!(vcpus(4000), 4);
+        assert_eq!(vcpus(i64::MAX), 1, "beyond u32: one, never a panic");
+    }
 }
