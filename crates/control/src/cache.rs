@@ -4,7 +4,8 @@
 //! and to GET or LIST what they needed on every reconcile; at thousands of Instances those
 //! reads were most of the API server's load. A [`Shared`] watches a kind once, keeps one
 //! [`Store`] without `managedFields`, an index by a key the kind chooses (its owner's UID,
-//! say), and hands every subscriber each object that changed.
+//! say), and hands every subscriber each object that changed — the store's own `Arc`, so
+//! subscribers share one copy rather than each getting a clone.
 //!
 //! Reads from a cache may lag the API server. Everything written from them is safe against
 //! that: creates use deterministic names (a duplicate is a `409 AlreadyExists`), updates
@@ -70,7 +71,7 @@ where
     K::DynamicType: Eq + Hash + Clone,
 {
     writer: Writer<K>,
-    subscribers: Vec<mpsc::UnboundedSender<K>>,
+    subscribers: Vec<mpsc::UnboundedSender<Arc<K>>>,
     key_of: Option<KeyOf<K>>,
     index: Index<K>,
     /// The index being rebuilt while the watch (re-)lists, and the objects listed so far:
@@ -145,7 +146,7 @@ where
             index: Index::default(),
             relisting: None,
         }));
-        let task = tokio::spawn(watch(api, state.clone()));
+        let task = tokio::spawn(watch(api, state.clone(), store.clone()));
         Self {
             store,
             state,
@@ -189,17 +190,17 @@ where
 
     /// Every object that changes (created, updated or deleted) from now on, after every
     /// object already cached: a trigger stream for `Controller::for_stream`,
-    /// `owns_stream` or `watches_stream`.
-    pub fn subscribe(&self) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static {
+    /// `Controller::for_shared_stream`, `owns_shared_stream` or `watches_shared_stream`.
+    pub fn subscribe(&self) -> impl Stream<Item = Arc<K>> + Send + 'static {
         let (sender, receiver) = mpsc::unbounded_channel();
         let mut state = lock(&self.state);
         // Under the lock the watch task cannot apply an event, so nothing falls between
         // the replay and the subscription.
         for object in self.store.state() {
-            let _ = sender.send(object.as_ref().clone());
+            let _ = sender.send(object);
         }
         state.subscribers.push(sender);
-        tokio_stream_from(receiver).map(Ok)
+        tokio_stream_from(receiver)
     }
 
     /// Stops the watch; subscriber streams end.
@@ -223,7 +224,7 @@ fn tokio_stream_from<T: Send + 'static>(
     futures::stream::poll_fn(move |cx| receiver.poll_recv(cx))
 }
 
-async fn watch<K>(api: Api<K>, state: Arc<Mutex<State<K>>>)
+async fn watch<K>(api: Api<K>, state: Arc<Mutex<State<K>>>, store: Store<K>)
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
@@ -278,9 +279,13 @@ where
             }
         };
         for object in changed {
+            // The store's copy when it has one (a deleted object is no longer there).
+            let shared = store
+                .get(&ObjectRef::from_obj(&object))
+                .unwrap_or_else(|| Arc::new(object));
             state
                 .subscribers
-                .retain(|subscriber| subscriber.send(object.clone()).is_ok());
+                .retain(|subscriber| subscriber.send(shared.clone()).is_ok());
         }
     }
 }

@@ -28,6 +28,10 @@ pub struct Settings {
     /// The least time between two status writes of one roll-up (a deployment's or a
     /// Workload's status); see [`Pacer`](crate::status_write::Pacer).
     pub rollup_interval: Duration,
+    /// Roll-up status writes per second across all objects: with many roll-ups changing at
+    /// once, each one's interval grows to keep within it (see
+    /// [`Pacer`](crate::status_write::Pacer)); zero for no budget.
+    pub rollup_budget: f64,
     /// The autoscaler's knobs.
     pub autoscaler: crate::autoscaler::AutoscalerSettings,
     /// The field manager and event reporter name.
@@ -45,6 +49,7 @@ impl Default for Settings {
             resync: Duration::from_secs(300),
             retry: Duration::from_secs(5),
             rollup_interval: Duration::from_secs(2),
+            rollup_budget: 10.0,
             autoscaler: crate::autoscaler::AutoscalerSettings::default(),
             manager: "datum-control".to_owned(),
             networks: crate::network::NetworkSettings::default(),
@@ -76,7 +81,8 @@ impl Context {
             instance: std::env::var("HOSTNAME").ok(),
         };
         let recorder = Recorder::new(client.clone(), reporter);
-        let pacer = crate::status_write::Pacer::new(settings.rollup_interval);
+        let pacer =
+            crate::status_write::Pacer::new(settings.rollup_interval, settings.rollup_budget);
         let context = Self {
             inner: Arc::new(Inner {
                 client,

@@ -10,9 +10,10 @@
 
 use std::fmt::Debug;
 use std::hash::Hash;
+use std::sync::Arc;
 
 use futures::StreamExt;
-use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, predicates, watcher};
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -60,14 +61,40 @@ where
 {
     let stream = shared.subscribe();
     match filter {
-        Filter::Generation => Controller::for_stream(
-            stream
-                .predicate_filter(predicates::generation, Default::default())
-                .boxed(),
+        Filter::Generation => Controller::for_shared_stream(
+            generation_changes(stream, shared.store()).boxed(),
             shared.store(),
         ),
-        Filter::Everything => Controller::for_stream(stream.boxed(), shared.store()),
+        Filter::Everything => Controller::for_shared_stream(stream.boxed(), shared.store()),
     }
+}
+
+/// The objects of `stream` whose `metadata.generation` changed since the stream last
+/// passed them (the first sight of each passes), plus every object `store` no longer holds
+/// (a deletion; its entry is forgotten then). Objects without a generation always pass.
+/// kube's `predicate_filter` does this for owned objects; subscriptions share `Arc`s.
+fn generation_changes<K>(
+    stream: impl futures::Stream<Item = Arc<K>> + Send + 'static,
+    store: Store<K>,
+) -> impl futures::Stream<Item = Arc<K>> + Send + 'static
+where
+    K: Resource + Clone + Send + Sync + 'static,
+    K::DynamicType: Default + Clone + Eq + Hash + Send + Sync,
+{
+    let mut seen: std::collections::HashMap<String, i64> = Default::default();
+    stream.filter(move |object| {
+        let meta = object.meta();
+        let uid = meta.uid.clone().unwrap_or_default();
+        let pass = match meta.generation {
+            _ if store.get(&ObjectRef::from_obj(object.as_ref())).is_none() => {
+                seen.remove(&uid);
+                true
+            }
+            None => true,
+            Some(generation) => seen.insert(uid, generation) != Some(generation),
+        };
+        std::future::ready(pass)
+    })
 }
 
 /// A stream of `K` (without `managedFields`) for `Controller::watches_stream`/`owns_stream`.
@@ -126,5 +153,63 @@ pub fn retry_after(
         kube::runtime::controller::Action::requeue(std::time::Duration::from_millis(100))
     } else {
         kube::runtime::controller::Action::requeue(retry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datum_api::networking::Network;
+    use futures::FutureExt;
+
+    fn network(generation: i64, version: &str) -> Network {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "networking.datumapis.com/v1alpha", "kind": "Network",
+            "metadata": { "name": "n", "namespace": "ns", "uid": "u",
+                          "generation": generation, "resourceVersion": version },
+            "spec": { "ipam": { "mode": "Auto" } },
+        }))
+        .expect("a Network")
+    }
+
+    #[test]
+    fn only_new_generations_and_deletions_pass() {
+        let (store, mut writer) = reflector::store::<Network>();
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel::<Arc<Network>>();
+        let mut receiver = receiver;
+        let stream = futures::stream::poll_fn(move |cx| receiver.poll_recv(cx));
+        let mut passed = generation_changes(stream, store).boxed();
+        // As the cache does: the store takes the object, then subscribers hear of it.
+        let mut step = |object: Network, deleted: bool| {
+            let event = if deleted {
+                watcher::Event::Delete(object.clone())
+            } else {
+                watcher::Event::Apply(object.clone())
+            };
+            writer.apply_watcher_event(&event);
+            sender.send(Arc::new(object)).expect("sent");
+            passed
+                .next()
+                .now_or_never()
+                .flatten()
+                .map(|o| o.resource_version().unwrap_or_default())
+        };
+        assert_eq!(
+            step(network(1, "1"), false).as_deref(),
+            Some("1"),
+            "first sight"
+        );
+        assert_eq!(step(network(1, "2"), false), None, "a status change");
+        assert_eq!(
+            step(network(2, "3"), false).as_deref(),
+            Some("3"),
+            "a spec change"
+        );
+        assert_eq!(step(network(2, "4"), true).as_deref(), Some("4"), "deleted");
+        assert_eq!(
+            step(network(2, "5"), false).as_deref(),
+            Some("5"),
+            "forgotten once deleted: a new one with the same UID is new"
+        );
     }
 }

@@ -11,7 +11,10 @@
 //! The controllers and the provider run in this process (each with its own counted client),
 //! so CPU time and peak RSS cover both plus the harness: upper bounds for each component.
 //! With `DATUM_SCALE_PROVIDER_PROCESS=1` the provider is its own process instead, and the
-//! figures are per component (the provider's requests are then not counted).
+//! figures are per component. The provider's requests are then the API server's own count
+//! (`apiserver_request_total` for Datum's API groups and Events, which every client adds
+//! to) less the controllers' and the harness's; kube-controller-manager's few requests to
+//! those land there too.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -102,6 +105,76 @@ async fn counting_client(cp: &ControlPlane, counter: Counter) -> anyhow::Result<
         .with_layer(&layer)
         .with_layer(&responses)
         .build())
+}
+
+/// Requests the API server answered for Datum's API groups (`*.datumapis.com`, the
+/// providers' `*.datum.net`) and for Events, by kind as [`request_kind`] names them, from
+/// its `apiserver_request_total`: every client's.
+async fn served(admin: &Client) -> anyhow::Result<Counts> {
+    let text = admin
+        .request_text(http::Request::get("/metrics").body(Vec::new())?)
+        .await?;
+    Ok(parse_served(&text))
+}
+
+fn parse_served(text: &str) -> Counts {
+    let mut counts = Counts::new();
+    for line in text.lines() {
+        let Some((labels, value)) = line
+            .strip_prefix("apiserver_request_total{")
+            .and_then(|rest| rest.rsplit_once("} "))
+        else {
+            continue;
+        };
+        let Ok(value) = value.trim().parse::<f64>() else {
+            continue;
+        };
+        let label = |name: &str| {
+            labels
+                .split(',')
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix("=\"")?.strip_suffix('"'))
+                .unwrap_or_default()
+        };
+        let group = label("group");
+        let datum = group.ends_with("datumapis.com") || group.ends_with("datum.net");
+        if !datum && label("resource") != "events" {
+            continue;
+        }
+        // The client's view: a list is a GET, a server-side apply a PATCH.
+        let verb = match label("verb") {
+            "LIST" => "GET",
+            "APPLY" => "PATCH",
+            other => other,
+        };
+        let resource = match label("subresource") {
+            "" => label("resource").to_owned(),
+            sub => format!("{}/{sub}", label("resource")),
+        };
+        let n = value as u64;
+        *counts.entry(format!("{verb} {resource}")).or_default() += n;
+        if label("code") == "409" {
+            *counts
+                .entry("409 Conflict (of the above)".to_owned())
+                .or_default() += n;
+        }
+    }
+    counts
+}
+
+/// `after − before − each of others`, per kind (never below zero).
+fn less(after: &Counts, before: &Counts, others: &[&Counts]) -> Counts {
+    after
+        .iter()
+        .map(|(kind, n)| {
+            let taken: u64 = before.get(kind).copied().unwrap_or_default()
+                + others
+                    .iter()
+                    .map(|o| o.get(kind).copied().unwrap_or_default())
+                    .sum::<u64>();
+            (kind.clone(), n.saturating_sub(taken))
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect()
 }
 
 fn proc_status(field: &str) -> Option<f64> {
@@ -201,6 +274,8 @@ async fn main() -> anyhow::Result<()> {
 
     let control_requests = Counter::default();
     let provider_requests = Counter::default();
+    let harness_requests = Counter::default();
+    let harness = counting_client(&cp, harness_requests.clone()).await?;
     let stop = CancellationToken::new();
     let settings = datum_control::Settings {
         namespace: Some(ns.clone()),
@@ -246,8 +321,9 @@ async fn main() -> anyhow::Result<()> {
         "scale benchmark: {total} instances = {workloads} workloads × {locations} locations × {per_placement}, sim provider at zero latency"
     );
     let cpu_before = cpu_seconds().unwrap_or_default();
+    let mut served_before = served(&admin).await?;
     let started = Instant::now();
-    let workloads_api = Api::<Workload>::namespaced(admin.clone(), &ns);
+    let workloads_api = Api::<Workload>::namespaced(harness.clone(), &ns);
     for w in 0..workloads {
         let workload: Workload = serde_json::from_value(json!({
             "apiVersion": "compute.datumapis.com/v1alpha", "kind": "Workload",
@@ -266,8 +342,8 @@ async fn main() -> anyhow::Result<()> {
             .create(&PostParams::default(), &workload)
             .await?;
     }
-    let instances_api = Api::<Instance>::namespaced(admin.clone(), &ns);
-    let deployments_api = Api::<WorkloadDeployment>::namespaced(admin.clone(), &ns);
+    let instances_api = Api::<Instance>::namespaced(harness.clone(), &ns);
+    let deployments_api = Api::<WorkloadDeployment>::namespaced(harness.clone(), &ns);
     let deadline = started + Duration::from_secs(3 * 3600);
     // Progress from the deployments' roll-ups (a few hundred small objects), so the harness
     // does not list thousands of Instances a second; the count is checked on the Instances
@@ -297,12 +373,15 @@ async fn main() -> anyhow::Result<()> {
         elapsed.as_secs_f64(),
         total as f64 / elapsed.as_secs_f64()
     );
-    report(
+    let served_after = served(&admin).await?;
+    phase_report(
         "apply → all Ready",
-        &control_requests.take(),
-        &provider_requests.take(),
+        [&control_requests, &provider_requests, &harness_requests],
+        (&served_before, &served_after),
+        separate,
         total,
     );
+    served_before = served_after;
     match provider_child.as_ref().and_then(|c| c.id()) {
         Some(pid) => println!(
             "CPU time: controllers + harness {cpu:.1} s, provider (own process) {:.1} s; peak RSS: controllers + harness {rss:.0} MiB, provider {:.0} MiB",
@@ -332,10 +411,11 @@ async fn main() -> anyhow::Result<()> {
         "delete → no Instance left in {:.1} s",
         deleting.elapsed().as_secs_f64()
     );
-    report(
+    phase_report(
         "delete → none left",
-        &control_requests.take(),
-        &provider_requests.take(),
+        [&control_requests, &provider_requests, &harness_requests],
+        (&served_before, &served(&admin).await?),
+        separate,
         total,
     );
     stop.cancel();
@@ -365,10 +445,41 @@ async fn count_ready(api: &Api<Instance>) -> anyhow::Result<(usize, usize)> {
     }
 }
 
+/// Prints one phase's requests: the controllers', the provider's (counted, or derived from
+/// the API server's count when it is its own process) and the API server's total for
+/// Datum's groups, all clients together.
+fn phase_report(
+    phase: &str,
+    [control, provider, harness]: [&Counter; 3],
+    (served_before, served_after): (&Counts, &Counts),
+    separate: bool,
+    instances: usize,
+) {
+    let (control, harness) = (control.take(), harness.take());
+    let provider = if separate {
+        less(served_after, served_before, &[&control, &harness])
+    } else {
+        provider.take()
+    };
+    let all = less(served_after, served_before, &[]);
+    report(
+        phase,
+        &[
+            ("control plane", &control),
+            ("provider", &provider),
+            (
+                "API server, Datum groups and Events, every client (harness included)",
+                &all,
+            ),
+        ],
+        instances,
+    );
+}
+
 /// Prints one phase's requests and writes per Instance, by component and kind.
-fn report(phase: &str, control: &Counts, provider: &Counts, instances: usize) {
+fn report(phase: &str, components: &[(&str, &Counts)], instances: usize) {
     let per = |n: u64| n as f64 / instances as f64;
-    for (component, counts) in [("control plane", control), ("provider", provider)] {
+    for (component, counts) in components {
         let (requests, writes) = (sent(counts, false), sent(counts, true));
         println!(
             "{phase}: {component}: {requests} requests ({:.2}/instance), {writes} writes ({:.2}/instance)",

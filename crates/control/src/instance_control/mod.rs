@@ -66,7 +66,7 @@ pub enum InstanceControlError {
 pub async fn run(context: Context, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
     let caches = context.caches();
     watch::shared_controller(&caches.deployments, watch::Filter::Generation)
-        .owns_stream(caches.instances.subscribe())
+        .owns_shared_stream(caches.instances.subscribe())
         .graceful_shutdown_on(shutdown)
         .run(
             crate::context::timed(

@@ -61,9 +61,9 @@ pub async fn run(context: Context, shutdown: impl Future<Output = ()> + Send + S
     let bindings = controller.store();
     let by_context = bindings.clone();
     controller
-        .watches_stream(
+        .watches_shared_stream(
             caches.network_contexts.subscribe(),
-            move |network_context: NetworkContext| {
+            move |network_context: Arc<NetworkContext>| {
                 let namespace = network_context.namespace();
                 let name = network_context.name_any();
                 by_context
@@ -77,7 +77,7 @@ pub async fn run(context: Context, shutdown: impl Future<Output = ()> + Send + S
                     .collect::<Vec<_>>()
             },
         )
-        .watches_stream(caches.networks.subscribe(), move |network: Network| {
+        .watches_shared_stream(caches.networks.subscribe(), move |network: Arc<Network>| {
             let namespace = network.namespace();
             let name = network.name_any();
             bindings

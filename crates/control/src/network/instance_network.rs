@@ -78,9 +78,9 @@ pub async fn run(networks: Networks, shutdown: impl Future<Output = ()> + Send +
     let controller = watch::shared_controller(&caches.instances, watch::Filter::Generation);
     let instances = controller.store();
     controller
-        .watches_stream(
+        .watches_shared_stream(
             caches.network_contexts.subscribe(),
-            move |network_context: NetworkContext| {
+            move |network_context: Arc<NetworkContext>| {
                 let location = network_context.spec.location.name.clone();
                 instances
                     .state()

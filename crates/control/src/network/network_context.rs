@@ -70,7 +70,7 @@ pub async fn run(networks: Networks, shutdown: impl Future<Output = ()> + Send +
     let context = &networks.context;
     let caches = context.caches();
     watch::shared_controller(&caches.network_contexts, watch::Filter::Generation)
-        .owns_stream(caches.subnets.subscribe())
+        .owns_shared_stream(caches.subnets.subscribe())
         .graceful_shutdown_on(shutdown)
         .run(
             crate::context::timed(

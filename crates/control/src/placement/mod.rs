@@ -53,8 +53,8 @@ pub async fn run(context: Context, shutdown: impl Future<Output = ()> + Send + S
     let controller = watch::shared_controller(&caches.workloads, watch::Filter::Generation);
     let store = controller.store();
     controller
-        .owns_stream(caches.deployments.subscribe())
-        .watches_stream(caches.locations.subscribe(), move |_location| {
+        .owns_shared_stream(caches.deployments.subscribe())
+        .watches_shared_stream(caches.locations.subscribe(), move |_location| {
             watch::all_in(&store)
         })
         .graceful_shutdown_on(shutdown)
