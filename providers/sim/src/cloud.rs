@@ -61,6 +61,18 @@ impl SimCloud {
             .map_err(|e| PlatformError::new(e.to_string()))
     }
 
+    /// [`Self::ledger`] for a call that only looks.
+    async fn ledger_view<T: Send + 'static>(
+        &self,
+        look: impl FnOnce(&State) -> T + Send + 'static,
+    ) -> Result<T, PlatformError> {
+        let ledger = self.ledger.clone();
+        tokio::task::spawn_blocking(move || ledger.view(look))
+            .await
+            .map_err(|e| PlatformError::new(format!("the ledger task failed: {e}")))?
+            .map_err(|e| PlatformError::new(e.to_string()))
+    }
+
     async fn find<K: ManagedKind>(
         &self,
         r: &ExternalResource<'_, K>,
@@ -74,7 +86,7 @@ impl SimCloud {
             r.external_name.clone(),
             spec_hash(r.spec),
         );
-        self.ledger(move |state| {
+        self.ledger_view(move |state| {
             state
                 .records
                 .iter()
