@@ -197,8 +197,9 @@ impl fmt::Debug for TokenSource {
     }
 }
 
-/// `application/x-www-form-urlencoded` encoding of one value.
-fn form_encode(value: &str) -> String {
+/// `application/x-www-form-urlencoded` encoding of one value (everything but RFC 3986's
+/// unreserved characters is escaped, so it also serves for URL query values).
+pub(crate) fn form_encode(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {

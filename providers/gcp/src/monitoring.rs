@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use datum_provider::Usage;
 use serde_json::Value;
 
+use crate::auth::form_encode as encode;
 use crate::compute::{ApiError, Compute};
 
 /// CPU utilisation of a Compute Engine instance, a fraction of its vCPUs.
@@ -264,19 +265,6 @@ fn percent(value: f64) -> i32 {
     } else {
         0
     }
-}
-
-/// Percent-encodes a query value (everything but RFC 3986's unreserved characters).
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[cfg(test)]
