@@ -271,8 +271,11 @@ impl Drop for Host {
         // VMs a failed test left running: their QEMU holds taps and files under `dir`.
         kill_qemus_under(&self.dir);
         // Kill whatever tasks are left (a failed test), then the daemons, namespaces, files.
+        // Each call bounded (coreutils `timeout`): a `ctr tasks kill` once hung 14 minutes
+        // on a task a crash test left behind, and a clean-up must never hang a run.
         let ctr = |args: &[&str]| {
-            Command::new("ctr")
+            Command::new("timeout")
+                .args(["--kill-after=5", "20", "ctr"])
                 .arg("--address")
                 .arg(self.socket())
                 .args(["--namespace", &self.containerd_namespace])
