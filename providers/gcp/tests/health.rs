@@ -19,7 +19,7 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
 
-use common::{Fake, PROJECT};
+use common::{Fake, PATIENCE, PROJECT, eventually};
 
 const ZONE_PATH: &str = "zones/us-central1-a";
 
@@ -250,23 +250,6 @@ async fn without_a_tcp_port_readiness_is_the_vms_status_alone() {
         .await
         .expect("deleted");
     assert_eq!(fake.names(), vec!["default".to_owned()]);
-}
-
-/// Bound on each wait, against a hung test; waits end as soon as the state is reached.
-const PATIENCE: Duration = Duration::from_secs(90);
-
-async fn eventually<T, F: Future<Output = Option<T>>>(what: &str, probe: impl Fn() -> F) -> T {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "gave up waiting: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 fn condition(instance: &Instance, kind: &str) -> Option<(String, String, String)> {

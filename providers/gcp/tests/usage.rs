@@ -21,24 +21,7 @@ use kube::api::{ListParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
 
-use common::{Fake, PROJECT};
-
-/// Bound on each wait, against a hung test; waits end as soon as the state is reached.
-const PATIENCE: Duration = Duration::from_secs(90);
-
-async fn eventually<T, F: Future<Output = Option<T>>>(what: &str, probe: impl Fn() -> F) -> T {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "gave up waiting: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
+use common::{Fake, PROJECT, eventually};
 
 fn spec() -> InstanceSpec {
     serde_json::from_value(json!({

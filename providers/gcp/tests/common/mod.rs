@@ -328,3 +328,21 @@ impl Platform {
         }
     }
 }
+
+/// Bound on each wait, against a hung test; waits end as soon as the state is reached.
+pub const PATIENCE: Duration = Duration::from_secs(90);
+
+/// Polls `probe` until it gives a value, failing the test after [`PATIENCE`].
+pub async fn eventually<T, F: Future<Output = Option<T>>>(what: &str, probe: impl Fn() -> F) -> T {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up waiting: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
