@@ -85,6 +85,11 @@ impl Provider for GcpProvider {
         "gcp"
     }
 
+    /// NetworkPolicies become tag-targeted firewall rules ([`crate::compute::network_policies`]).
+    fn enforces_network_policies(&self) -> bool {
+        true
+    }
+
     fn secret_refs(&self, config: &ProviderConfig) -> Vec<SecretKeyRef> {
         config.spec.credentials.secret_ref.iter().cloned().collect()
     }

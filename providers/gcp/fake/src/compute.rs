@@ -9,7 +9,10 @@
 //! an earlier `requestId`, which returns the original operation; a missing resource is
 //! `404 notFound`; a subnetwork needs its network; a network in use by a subnetwork,
 //! instance or firewall cannot be deleted (`400 resourceInUseByAnotherResource`); a stale
-//! fingerprint is `412 conditionNotMet`. Effects apply when the operation is created.
+//! fingerprint is `412 conditionNotMet`; a firewall rule with both or neither of
+//! `allowed`/`denied`, source filters on an egress rule, a priority outside 0–65535 or an
+//! invalid tag, and more than 64 or invalid network tags on an instance, are `400 invalid`.
+//! Effects apply when the operation is created.
 //!
 //! Instance templates: `instances.insert?sourceInstanceTemplate=<template>` starts from the
 //! template's `properties` and lets the request body override them field by field, as
@@ -280,6 +283,11 @@ impl Compute {
                 "Invalid value for field 'resource.name': '{name}'. Must be a match of regex '(?:[a-z](?:[-a-z0-9]{{0,61}}[a-z0-9])?)'"
             ));
         }
+        if target.kind == "firewalls"
+            && let Err(message) = check_firewall(&body)
+        {
+            return errors::invalid(&message);
+        }
         let path = format!("{}/{name}", target.collection);
         if self.resources.contains_key(&path) {
             return errors::already_exists(&path);
@@ -426,6 +434,11 @@ impl Compute {
             "setLabels" => "labelFingerprint",
             _ => return errors::invalid("unsupported custom verb"),
         };
+        if verb == "setTags"
+            && let Err(message) = check_tags(&body["items"])
+        {
+            return errors::invalid(&message);
+        }
         let current = match verb {
             "setMetadata" => resource["metadata"]["fingerprint"].clone(),
             "setTags" => resource["tags"]["fingerprint"].clone(),
@@ -686,6 +699,62 @@ fn is_uuid(id: &str) -> bool {
         })
 }
 
+/// Compute Engine's checks of a firewall rule body: exactly one of `allowed` and `denied`,
+/// a direction of `INGRESS` (the default) or `EGRESS`, no source filters on an egress
+/// rule, a priority from 0 to 65535, valid target tags.
+fn check_firewall(body: &Value) -> Result<(), String> {
+    let listed = |field: &str| body[field].as_array().is_some_and(|a| !a.is_empty());
+    if listed("allowed") == listed("denied") {
+        return Err(
+            "Invalid value for field 'resource': exactly one of 'allowed' and 'denied' must be set"
+                .to_owned(),
+        );
+    }
+    match body["direction"].as_str().unwrap_or("INGRESS") {
+        "INGRESS" => {}
+        "EGRESS" => {
+            if listed("sourceRanges") || listed("sourceTags") {
+                return Err("Invalid value for field 'resource.sourceRanges': source filters are not allowed on an EGRESS rule".to_owned());
+            }
+        }
+        other => {
+            return Err(format!(
+                "Invalid value for field 'resource.direction': '{other}'"
+            ));
+        }
+    }
+    if let Some(priority) = body.get("priority")
+        && priority.as_u64().is_none_or(|p| p > 65535)
+    {
+        return Err(format!(
+            "Invalid value for field 'resource.priority': '{priority}'. Must be between 0 and 65535"
+        ));
+    }
+    if body.get("targetTags").is_some() {
+        check_tags(&body["targetTags"])?;
+    }
+    Ok(())
+}
+
+/// Network tags: at most 64, each a lowercase RFC 1035 label of at most 63 characters.
+fn check_tags(items: &Value) -> Result<(), String> {
+    let items = items.as_array().cloned().unwrap_or_default();
+    if items.len() > 64 {
+        return Err(format!(
+            "Invalid value for field 'resource.tags.items': {} tags; an instance can have at most 64",
+            items.len()
+        ));
+    }
+    for (i, tag) in items.iter().enumerate() {
+        if !tag.as_str().is_some_and(valid_name) {
+            return Err(format!(
+                "Invalid value for field 'resource.tags.items[{i}]': {tag}. Must be a match of regex '(?:[a-z](?:[-a-z0-9]{{0,61}}[a-z0-9])?)'"
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -697,6 +766,37 @@ mod tests {
         assert_eq!(t.verb.as_deref(), Some("setLabels"));
         assert!(Target::parse("projects/p/zones/z/networks").is_none());
         assert!(Target::parse("nope").is_none());
+    }
+
+    #[test]
+    fn firewall_rules_and_tags_are_checked_as_compute_engine_does() {
+        let mut c = Compute::default();
+        let t = Target::parse("projects/p/global/firewalls").expect("parses");
+        let q = HashMap::new();
+        let mut insert = |body: Value| c.handle("POST", &t, &q, Some(body), None);
+        let both = insert(
+            json!({ "name": "a", "allowed": [{ "IPProtocol": "all" }], "denied": [{ "IPProtocol": "all" }] }),
+        );
+        assert_eq!(both.0, 400);
+        assert!(both.1.to_string().contains("exactly one of"), "{}", both.1);
+        let egress = insert(
+            json!({ "name": "b", "direction": "EGRESS", "denied": [{ "IPProtocol": "all" }], "sourceRanges": ["0.0.0.0/0"] }),
+        );
+        assert_eq!(egress.0, 400);
+        let priority =
+            insert(json!({ "name": "c", "allowed": [{ "IPProtocol": "all" }], "priority": 70000 }));
+        assert_eq!(priority.0, 400);
+        let tag = insert(
+            json!({ "name": "d", "allowed": [{ "IPProtocol": "all" }], "targetTags": ["Not_A_Tag"] }),
+        );
+        assert_eq!(tag.0, 400);
+        let fine = insert(
+            json!({ "name": "e", "direction": "EGRESS", "priority": 2000, "denied": [{ "IPProtocol": "all" }], "destinationRanges": ["0.0.0.0/0"], "targetTags": ["datum-np-x"] }),
+        );
+        assert_eq!(fine.0, 200, "{}", fine.1);
+        let many: Vec<String> = (0..65).map(|i| format!("t{i}")).collect();
+        assert!(check_tags(&json!(many)).is_err());
+        assert!(check_tags(&json!(many[..64])).is_ok());
     }
 
     #[test]

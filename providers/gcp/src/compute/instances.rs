@@ -16,7 +16,9 @@
 //!   the interface's network name (a project's `default`).
 //!
 //! The insert request adds what is the Instance's own: name, the IPAM-allocated `networkIP`
-//! of each NIC, network tag `datum-<uid>` (firewall target), labels linking back to the
+//! of each NIC, network tag `datum-<uid>` (target of its interface policy's rules) and one
+//! tag per NetworkPolicy variant that selects it ([`super::network_policies`]; update keeps
+//! them in step with one `setTags`), labels linking back to the
 //! Datum object, `datum-template`, and `datum-spec-hash`, which says whether the instance is
 //! up to date.
 //!
@@ -42,7 +44,7 @@ use serde_json::{Value, json};
 use crate::cloud_init;
 use crate::compute::health_checks::{self, Plan};
 use crate::compute::instance_templates::{self, LABEL};
-use crate::compute::{Compute, firewalls, label_value, spec_hash};
+use crate::compute::{Compute, firewalls, label_value, network_policies, spec_hash};
 use crate::location::Placement;
 use crate::{ssh_keys, volumes};
 use datum_api::compute::annotations::SSH_KEYS;
@@ -430,6 +432,33 @@ fn has_tag(instance: &Value, tag: &str) -> bool {
 }
 
 impl Compute {
+    /// Whether the instance carries exactly the NetworkPolicy tags its selecting policies
+    /// give it, and their rules exist.
+    async fn policies_in_place(
+        &self,
+        path: &str,
+        instance: &Value,
+        r: &ExternalResource<'_, Instance>,
+    ) -> Result<bool, PlatformError> {
+        let project = path.split('/').nth(1).unwrap_or_default();
+        let zone = path.split('/').nth(3).unwrap_or_default();
+        let variants = network_policies::variants(zone, r.namespace, r.spec, &r.network_policies);
+        let mut wanted: Vec<&str> = variants.iter().map(|v| v.tag.as_str()).collect();
+        wanted.sort_unstable();
+        let mut carried: Vec<&str> = instance["tags"]["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .filter(|t| t.starts_with(network_policies::TAG_PREFIX))
+            .collect();
+        carried.sort_unstable();
+        if wanted != carried {
+            return Ok(false);
+        }
+        self.policy_rules_present(project, &variants).await
+    }
+
     /// The deployment's health checking, in the VPC of the instance's first NIC.
     async fn ensure_health(&self, plan: &Plan, desired: &Desired) -> Result<(), PlatformError> {
         let network = desired.instance["networkInterfaces"][0]["network"]
@@ -451,49 +480,85 @@ impl Compute {
         Ok(())
     }
 
-    /// On update: joins the deployment's health checking (tag, group) when the workload
-    /// declares a TCP port, and leaves it when a revision dropped its ports.
+    /// On update: joins the deployment's health checking (group) when the workload
+    /// declares a TCP port, and leaves it when a revision dropped its ports. Returns the
+    /// network tag of health checking the instance is to carry, if any.
     async fn update_health(
         &self,
         id: &str,
         r: &ExternalResource<'_, Instance>,
         current: &Value,
         desired: &Desired,
-    ) -> Result<(), PlatformError> {
+    ) -> Result<Option<String>, PlatformError> {
         let Some((project, zone)) = health_checks::project_and_zone(id) else {
-            return Ok(());
+            return Ok(None);
         };
         let region = zone.rsplit_once('-').map_or(zone, |(r, _)| r);
         match Plan::of(r.spec, r.labels, r.uid, project, zone, region) {
             Some(plan) => {
                 self.ensure_health(&plan, desired).await?;
-                if !has_tag(current, &plan.name) {
-                    let mut items = current["tags"]["items"]
-                        .as_array()
-                        .cloned()
-                        .unwrap_or_default();
-                    items.push(json!(plan.name));
-                    let body =
-                        json!({ "items": items, "fingerprint": current["tags"]["fingerprint"] });
-                    self.act(id, "setTags", &body)
-                        .await
-                        .map_err(|e| e.to_platform("setTags"))?;
-                }
                 self.join_group(&plan, id)
                     .await
-                    .map_err(|e| e.to_platform(&format!("addInstances to {}", plan.name)))
+                    .map_err(|e| e.to_platform(&format!("addInstances to {}", plan.name)))?;
+                Ok(Some(plan.name))
             }
             None => {
                 let plan = Plan::of_deployment(r.labels, r.uid, project, zone, region);
                 if !has_tag(current, &plan.name) {
-                    return Ok(());
+                    return Ok(None);
                 }
                 self.leave_group(&plan, id)
                     .await
                     .map_err(|e| e.to_platform(&format!("removeInstances from {}", plan.name)))?;
-                self.remove_health_checking_if_unused(&plan).await
+                self.remove_health_checking_if_unused(&plan).await?;
+                Ok(None)
             }
         }
+    }
+
+    /// Sets the instance's network tags to `ours` (its own, health checking's, its
+    /// NetworkPolicies') plus any tag not made by Datum, in one fingerprint-checked call,
+    /// when they differ; then sweeps the rules of NetworkPolicy tags it dropped.
+    async fn sync_tags(
+        &self,
+        id: &str,
+        current: &Value,
+        ours: &[String],
+    ) -> Result<(), PlatformError> {
+        let carried: Vec<&str> = current["tags"]["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let mut wanted: Vec<&str> = carried
+            .iter()
+            .copied()
+            .filter(|t| !t.starts_with("datum-"))
+            .chain(ours.iter().map(String::as_str))
+            .collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut now = carried.clone();
+        now.sort_unstable();
+        now.dedup();
+        if wanted == now {
+            return Ok(());
+        }
+        network_policies::check_tag_count(wanted.len())?;
+        let body = json!({ "items": wanted, "fingerprint": current["tags"]["fingerprint"] });
+        self.act(id, "setTags", &body)
+            .await
+            .map_err(|e| e.to_platform("setTags"))?;
+        let dropped_policy_tag = now
+            .iter()
+            .any(|t| t.starts_with(network_policies::TAG_PREFIX) && !wanted.contains(t));
+        if dropped_policy_tag {
+            let project = id.split('/').nth(1).unwrap_or_default();
+            let zone = id.split('/').nth(3).unwrap_or_default();
+            self.sweep_policy_rules(project, zone, None, None).await?;
+        }
+        Ok(())
     }
 }
 
@@ -563,8 +628,10 @@ impl ExternalClient<Instance> for Compute {
             ("RUNNING", Some(id), Some(project)) => self.usage_of(project, id).await,
             _ => None,
         };
+        let policies_in_place = self.policies_in_place(&path, &instance, r).await?;
         Ok(Observation::Exists {
             up_to_date: health_in_place
+                && policies_in_place
                 && instance["labels"]["datum-spec-hash"] == desired_hash(r).as_str(),
             live: InstanceLive {
                 provider_id,
@@ -595,15 +662,26 @@ impl ExternalClient<Instance> for Compute {
         let (mut desired, rules) = self.desired(&target, &placement, r).await?;
         let region = placement.region().map_err(location_error)?;
         let plan = Plan::of(r.spec, r.labels, r.uid, &placement.project, &zone, &region);
+        let variants = network_policies::variants(&zone, r.namespace, r.spec, &r.network_policies);
+        let mut tags = vec![r.external_name.clone()];
         if let Some(plan) = &plan {
-            if let Some(items) = desired.instance["tags"]["items"].as_array_mut() {
-                items.push(json!(plan.name));
-            }
+            tags.push(plan.name.clone());
             self.ensure_health(plan, &desired).await?;
         }
+        tags.extend(variants.iter().map(|v| v.tag.clone()));
+        network_policies::check_tag_count(tags.len())?;
+        desired.instance["tags"] = json!({ "items": tags });
         self.deliver_volumes(&placement.project, &desired, r.namespace)
             .await?;
         self.ensure_firewalls(&placement.project, &rules).await?;
+        // Rules before the tag that makes them apply: an instance never runs isolated
+        // without its allows.
+        self.ensure_policy_rules(
+            &placement.project,
+            &variants,
+            &desired.instance["networkInterfaces"],
+        )
+        .await?;
         let template = self
             .ensure_template(
                 &placement.project,
@@ -702,7 +780,15 @@ impl ExternalClient<Instance> for Compute {
         self.act(id, "setLabels", &labels)
             .await
             .map_err(|e| e.to_platform("setLabels"))?;
-        self.update_health(id, r, &current, &desired).await?;
+        let variants = network_policies::variants(&zone, r.namespace, r.spec, &r.network_policies);
+        self.ensure_policy_rules(&project, &variants, &desired.instance["networkInterfaces"])
+            .await?;
+        let health_tag = self.update_health(id, r, &current, &desired).await?;
+        let ours: Vec<String> = std::iter::once(r.external_name.clone())
+            .chain(health_tag)
+            .chain(variants.into_iter().map(|v| v.tag))
+            .collect();
+        self.sync_tags(id, &current, &ours).await?;
         self.collect_templates(&project, &zone, r.namespace)
             .await
             .map_err(|e| e.to_platform("collection of unused instance templates"))
@@ -720,14 +806,8 @@ impl ExternalClient<Instance> for Compute {
                 .await
                 .map_err(|e| e.to_platform(&format!("removeInstances from {}", plan.name)))?;
         }
-        Compute::delete(self, id)
-            .await
-            .map_err(|e| e.to_platform(&format!("delete of {id}")))?;
-        // The deployment's last instance takes its health checking along (also when the
-        // group was never made, e.g. a crash before it).
-        if let Some(plan) = &plan {
-            self.remove_health_checking_if_unused(plan).await?;
-        }
+        // Its firewall rules go while the instance still exists: once it is gone, observe
+        // finds nothing and nothing would come back for them.
         let project = id.split('/').nth(1).unwrap_or_default();
         let zone = id.split('/').nth(3).unwrap_or_default();
         let collection = format!("projects/{project}/global/firewalls");
@@ -736,12 +816,23 @@ impl ExternalClient<Instance> for Compute {
             .list(&collection)
             .await
             .map_err(|e| e.to_platform("list of firewalls"))?;
-        for rule in rules {
+        for rule in &rules {
             if let Some(name) = rule["name"].as_str().filter(|n| n.starts_with(&prefix)) {
                 Compute::delete(self, &format!("{collection}/{name}"))
                     .await
                     .map_err(|e| e.to_platform(&format!("delete of firewall {name}")))?;
             }
+        }
+        let name = id.rsplit('/').next();
+        self.sweep_policy_rules(project, zone, name, Some(rules))
+            .await?;
+        Compute::delete(self, id)
+            .await
+            .map_err(|e| e.to_platform(&format!("delete of {id}")))?;
+        // The deployment's last instance takes its health checking along (also when the
+        // group was never made, e.g. a crash before it).
+        if let Some(plan) = &plan {
+            self.remove_health_checking_if_unused(plan).await?;
         }
         self.collect_templates(project, zone, r.namespace)
             .await

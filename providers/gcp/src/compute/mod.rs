@@ -8,6 +8,7 @@
 //! | [`networks`] | NetworkContext ↔ VPC network (custom subnet mode) |
 //! | [`subnetworks`] | Subnet ↔ subnetwork |
 //! | [`firewalls`] | interface network policy ↔ firewall rules |
+//! | [`network_policies`] | NetworkPolicy objects ↔ tag-targeted firewall rules, swept when unused |
 //! | [`instance_templates`] | one instance template per WorkloadDeployment revision, collected when unused |
 //! | [`health_checks`] | workload ports → a TCP health check per WorkloadDeployment, read back per instance for readiness |
 
@@ -15,6 +16,7 @@ pub mod firewalls;
 pub mod health_checks;
 pub mod instance_templates;
 pub mod instances;
+pub mod network_policies;
 pub mod networks;
 pub mod subnetworks;
 
@@ -296,17 +298,24 @@ impl Compute {
         }
     }
 
-    /// The items of a collection (first page of up to 500).
+    /// Every item of a collection, page by page (500 per page).
     pub async fn list(&self, collection: &str) -> Result<Vec<Value>, ApiError> {
-        let reply = self
-            .call(
-                http::Method::GET,
-                collection,
-                &[("maxResults", "500".to_owned())],
-                None,
-            )
-            .await?;
-        Ok(reply["items"].as_array().cloned().unwrap_or_default())
+        let mut items = Vec::new();
+        let mut page: Option<String> = None;
+        loop {
+            let mut query = vec![("maxResults", "500".to_owned())];
+            if let Some(token) = page.take() {
+                query.push(("pageToken", crate::auth::form_encode(&token)));
+            }
+            let reply = self
+                .call(http::Method::GET, collection, &query, None)
+                .await?;
+            items.extend(reply["items"].as_array().into_iter().flatten().cloned());
+            match reply["nextPageToken"].as_str().filter(|t| !t.is_empty()) {
+                Some(token) => page = Some(token.to_owned()),
+                None => return Ok(items),
+            }
+        }
     }
 
     /// Inserts `body` into `collection` with a request ID derived from what is inserted,
