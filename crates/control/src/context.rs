@@ -32,6 +32,10 @@ pub struct Settings {
     /// once, each one's interval grows to keep within it (see
     /// [`Pacer`](crate::status_write::Pacer)); zero for no budget.
     pub rollup_budget: f64,
+    /// Reconciles each controller runs at once. Bounded, a burst of thousands of changed
+    /// objects does not become thousands of reconciles (and their request buffers) in
+    /// memory together; the API server is the bottleneck well before this.
+    pub concurrency: u16,
     /// The autoscaler's knobs.
     pub autoscaler: crate::autoscaler::AutoscalerSettings,
     /// The field manager and event reporter name.
@@ -50,6 +54,7 @@ impl Default for Settings {
             retry: Duration::from_secs(5),
             rollup_interval: Duration::from_secs(2),
             rollup_budget: 10.0,
+            concurrency: 16,
             autoscaler: crate::autoscaler::AutoscalerSettings::default(),
             manager: "datum-control".to_owned(),
             networks: crate::network::NetworkSettings::default(),

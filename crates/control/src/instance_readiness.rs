@@ -42,23 +42,27 @@ pub enum InstanceReadinessError {
 
 /// Runs the instance controller until `shutdown` completes.
 pub async fn run(context: Context, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    watch::shared_controller(&context.caches().instances, watch::Filter::Everything)
-        .graceful_shutdown_on(shutdown)
-        .run(
-            crate::context::timed(
-                "instance_readiness",
-                context.settings().metrics.clone(),
-                reconcile,
-            ),
-            error_policy,
-            Arc::new(context),
-        )
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                debug!(%error, "instance reconcile failed");
-            }
-        })
-        .await;
+    watch::shared_controller(
+        &context.caches().instances,
+        watch::Filter::Everything,
+        context.settings().concurrency,
+    )
+    .graceful_shutdown_on(shutdown)
+    .run(
+        crate::context::timed(
+            "instance_readiness",
+            context.settings().metrics.clone(),
+            reconcile,
+        ),
+        error_policy,
+        Arc::new(context),
+    )
+    .for_each(|result| async move {
+        if let Err(error) = result {
+            debug!(%error, "instance reconcile failed");
+        }
+    })
+    .await;
 }
 
 fn error_policy(

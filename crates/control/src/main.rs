@@ -39,6 +39,9 @@ struct Args {
     /// Run without leader election (one replica only).
     #[arg(long)]
     no_leader_election: bool,
+    /// Reconciles each controller runs at once.
+    #[arg(long, env = "DATUM_CONTROL_CONCURRENCY", default_value_t = 16)]
+    concurrency: u16,
 }
 
 #[tokio::main]
@@ -108,6 +111,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     });
     let settings = datum_control::Settings {
         namespace: args.namespace,
+        concurrency: args.concurrency.max(1),
         metrics,
         ..datum_control::Settings::default()
     };

@@ -3,7 +3,7 @@
 //!
 //! ```no_run
 //! # fn demo(api: kube::Api<datum_api::compute::Workload>) {
-//! let controller = datum_control::watch::controller(api, datum_control::watch::Filter::Generation);
+//! let controller = datum_control::watch::controller(api, datum_control::watch::Filter::Generation, 16);
 //! # let _ = controller;
 //! # }
 //! ```
@@ -27,8 +27,9 @@ pub enum Filter {
     Everything,
 }
 
-/// A controller over `api` whose cache drops `managedFields`.
-pub fn controller<K>(api: Api<K>, filter: Filter) -> Controller<K>
+/// A controller over `api` whose cache drops `managedFields`, running at most
+/// `concurrency` reconciles at once.
+pub fn controller<K>(api: Api<K>, filter: Filter, concurrency: u16) -> Controller<K>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Clone + Eq + Hash + Debug + Unpin,
@@ -41,7 +42,7 @@ where
             .modify(strip_managed_fields::<K>)
             .reflect(writer),
     );
-    match filter {
+    let controller = match filter {
         Filter::Generation => Controller::for_stream(
             stream
                 .predicate_filter(predicates::generation, Default::default())
@@ -49,24 +50,38 @@ where
             reader,
         ),
         Filter::Everything => Controller::for_stream(stream.boxed(), reader),
-    }
+    };
+    controller.with_config(config(concurrency))
+}
+
+/// Reconciles in flight bounded: unbounded, a burst (thousands of Instances created at
+/// once) ran a reconcile per object at the same time, each with its request buffers, which
+/// set the process's peak memory.
+fn config(concurrency: u16) -> kube::runtime::controller::Config {
+    kube::runtime::controller::Config::default().concurrency(concurrency)
 }
 
 /// A controller over a [`Shared`](crate::cache::Shared) cache: its trigger is a
-/// subscription, its store the cache's (so no second copy of the objects is kept).
-pub fn shared_controller<K>(shared: &crate::cache::Shared<K>, filter: Filter) -> Controller<K>
+/// subscription, its store the cache's (so no second copy of the objects is kept). At most
+/// `concurrency` reconciles run at once.
+pub fn shared_controller<K>(
+    shared: &crate::cache::Shared<K>,
+    filter: Filter,
+    concurrency: u16,
+) -> Controller<K>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Clone + Eq + Hash + Debug + Unpin + Send + Sync,
 {
     let stream = shared.subscribe();
-    match filter {
+    let controller = match filter {
         Filter::Generation => Controller::for_shared_stream(
             generation_changes(stream, shared.store()).boxed(),
             shared.store(),
         ),
         Filter::Everything => Controller::for_shared_stream(stream.boxed(), shared.store()),
-    }
+    };
+    controller.with_config(config(concurrency))
 }
 
 /// The objects of `stream` whose `metadata.generation` changed since the stream last

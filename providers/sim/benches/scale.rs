@@ -10,13 +10,20 @@
 //!
 //! The controllers and the provider run in this process (each with its own counted client),
 //! so CPU time and peak RSS cover both plus the harness: upper bounds for each component.
-//! With `DATUM_SCALE_PROVIDER_PROCESS=1` the provider is its own process instead, and the
-//! figures are per component. The provider's requests are then the API server's own count
-//! (`apiserver_request_total` for Datum's API groups and Events, which every client adds
-//! to) less the controllers' and the harness's; kube-controller-manager's few requests to
-//! those land there too.
+//! With `DATUM_SCALE_PROVIDER_PROCESS=1` the controllers (this executable again, counting
+//! its own requests) and the provider (the `datum-provider-sim` binary) are processes of
+//! their own instead, and the figures are per component. The provider's requests are then
+//! the API server's own count (`apiserver_request_total` for Datum's API groups and Events,
+//! which every client adds to) less the controllers' and the harness's;
+//! kube-controller-manager's few requests to those land there too.
+//!
+//! `DATUM_SCALE_HEAP=1` also counts this process's live heap (a counting allocator over
+//! the system's), to tell the data from what the allocator holds on to;
+//! `DATUM_SCALE_CONCURRENCY=n` runs each controller with `n` reconciles at once (0:
+//! unbounded) instead of the default.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,6 +36,88 @@ use datum_testenv::{ControlPlane, Options};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
+
+/// Live heap bytes of this process and their peak, counted only with
+/// `DATUM_SCALE_HEAP=1`: with them, peak RSS splits into what the data needs and what the
+/// allocator keeps (fragmentation, per-thread arenas).
+mod heap {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+
+    pub static ON: AtomicBool = AtomicBool::new(false);
+    pub static LIVE: AtomicUsize = AtomicUsize::new(0);
+    pub static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+    pub struct Counting;
+
+    fn grew(bytes: usize) {
+        if ON.load(Relaxed) {
+            let now = LIVE.fetch_add(bytes, Relaxed) + bytes;
+            PEAK.fetch_max(now, Relaxed);
+        }
+    }
+
+    fn shrank(bytes: usize) {
+        if ON.load(Relaxed) {
+            LIVE.fetch_sub(bytes, Relaxed);
+        }
+    }
+
+    // SAFETY: every call is passed to the system allocator unchanged; only sizes are
+    // counted on the side.
+    #[allow(unsafe_code)]
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            // SAFETY: the caller's contract, forwarded.
+            let p = unsafe { System.alloc(layout) };
+            if !p.is_null() {
+                grew(layout.size());
+            }
+            p
+        }
+
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            // SAFETY: the caller's contract, forwarded.
+            let p = unsafe { System.alloc_zeroed(layout) };
+            if !p.is_null() {
+                grew(layout.size());
+            }
+            p
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: the caller's contract, forwarded.
+            unsafe { System.dealloc(ptr, layout) };
+            shrank(layout.size());
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            // SAFETY: the caller's contract, forwarded.
+            let p = unsafe { System.realloc(ptr, layout, new_size) };
+            if !p.is_null() {
+                shrank(layout.size());
+                grew(new_size);
+            }
+            p
+        }
+    }
+
+    /// Starts counting (allocations made before are never subtracted: LIVE may only
+    /// undercount by what was freed of them).
+    pub fn start() {
+        ON.store(true, Relaxed);
+    }
+
+    /// (live, peak) in MiB, if counting.
+    pub fn figures() -> Option<(f64, f64)> {
+        let mib = |v: usize| v as f64 / (1024.0 * 1024.0);
+        ON.load(Relaxed)
+            .then(|| (mib(LIVE.load(Relaxed)), mib(PEAK.load(Relaxed))))
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: heap::Counting = heap::Counting;
 
 /// Requests one component issued, by kind of request (`PATCH instances/status`,
 /// `WATCH subnets`, ...), so a regression shows where it comes from.
@@ -46,6 +135,11 @@ impl Counter {
         if let Ok(mut counts) = self.0.lock() {
             *counts.entry(kind).or_default() += 1;
         }
+    }
+
+    /// The counts so far.
+    fn snapshot(&self) -> Counts {
+        self.0.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
     /// The counts so far, starting again from zero.
@@ -86,8 +180,8 @@ fn request_kind(method: &str, uri: &http::Uri) -> String {
     format!("{verb} {resource}")
 }
 
-async fn counting_client(cp: &ControlPlane, counter: Counter) -> anyhow::Result<Client> {
-    let kubeconfig = kube::config::Kubeconfig::read_from(cp.kubeconfig_path())?;
+async fn counting_client(kubeconfig: &Path, counter: Counter) -> anyhow::Result<Client> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig)?;
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
     let requests = counter.clone();
     let layer =
@@ -222,6 +316,12 @@ async fn main() -> anyhow::Result<()> {
             .with_writer(std::io::stderr)
             .init();
     }
+    if std::env::var_os("DATUM_SCALE_HEAP").is_some() {
+        heap::start();
+    }
+    if let Ok(namespace) = std::env::var(CONTROLLERS_OF) {
+        return controllers_process(&namespace).await;
+    }
     let instances = numbers.first().copied().unwrap_or(1000);
     let workloads = numbers.get(1).copied().unwrap_or(10).max(1);
     let locations = numbers.get(2).copied().unwrap_or(5).max(1);
@@ -275,22 +375,38 @@ async fn main() -> anyhow::Result<()> {
     let control_requests = Counter::default();
     let provider_requests = Counter::default();
     let harness_requests = Counter::default();
-    let harness = counting_client(&cp, harness_requests.clone()).await?;
+    let harness = counting_client(cp.kubeconfig_path(), harness_requests.clone()).await?;
     let stop = CancellationToken::new();
-    let settings = datum_control::Settings {
-        namespace: Some(ns.clone()),
-        ..datum_control::Settings::default()
-    };
-    let control = tokio::spawn(datum_control::run(
-        counting_client(&cp, control_requests.clone()).await?,
-        settings,
-        stop.clone().cancelled_owned(),
-    ));
-    // `DATUM_SCALE_PROVIDER_PROCESS=1`: the provider runs as its own process (the
-    // `datum-provider-sim` binary), so this process's peak RSS is the controllers' (and the
-    // harness's) alone and the provider's is read from its /proc; its requests are not
-    // counted then.
+    // `DATUM_SCALE_PROVIDER_PROCESS=1`: the controllers and the provider run as processes
+    // of their own (this executable again, and the `datum-provider-sim` binary), so each
+    // one's peak RSS and CPU time are read from its /proc; the provider's requests are
+    // then derived from the API server's count.
     let separate = std::env::var_os("DATUM_SCALE_PROVIDER_PROCESS").is_some();
+    let counts_file =
+        std::env::temp_dir().join(format!("datum-scale-counts-{}", std::process::id()));
+    let mut control_child = None;
+    let mut control = None;
+    let mut control_counts = ControlCounts::Here(control_requests.clone());
+    if separate {
+        control_child = Some(
+            tokio::process::Command::new(std::env::current_exe()?)
+                .env(CONTROLLERS_OF, &ns)
+                .env(COUNTS_FILE, &counts_file)
+                .env("KUBECONFIG", cp.kubeconfig_path())
+                .kill_on_drop(true)
+                .spawn()?,
+        );
+        control_counts = ControlCounts::Child {
+            file: counts_file.clone(),
+            last: Counts::new(),
+        };
+    } else {
+        control = Some(tokio::spawn(datum_control::run(
+            counting_client(cp.kubeconfig_path(), control_requests.clone()).await?,
+            control_settings(&ns),
+            stop.clone().cancelled_owned(),
+        )));
+    }
     let mut provider_child = None;
     let mut provider = None;
     if separate {
@@ -311,7 +427,7 @@ async fn main() -> anyhow::Result<()> {
         options.platform_burst = 100_000;
         provider = Some(tokio::spawn(datum_provider::run(
             SimProvider,
-            counting_client(&cp, provider_requests.clone()).await?,
+            counting_client(cp.kubeconfig_path(), provider_requests.clone()).await?,
             options,
             stop.clone(),
         )));
@@ -376,21 +492,38 @@ async fn main() -> anyhow::Result<()> {
     let served_after = served(&admin).await?;
     phase_report(
         "apply → all Ready",
-        [&control_requests, &provider_requests, &harness_requests],
+        (&mut control_counts, &provider_requests, &harness_requests),
         (&served_before, &served_after),
         separate,
         total,
     );
     served_before = served_after;
-    match provider_child.as_ref().and_then(|c| c.id()) {
-        Some(pid) => println!(
-            "CPU time: controllers + harness {cpu:.1} s, provider (own process) {:.1} s; peak RSS: controllers + harness {rss:.0} MiB, provider {:.0} MiB",
+    let of = |child: &Option<tokio::process::Child>| {
+        let pid = child.as_ref().and_then(|c| c.id()).unwrap_or_default();
+        (
             cpu_seconds_of(&format!("/proc/{pid}/stat")).unwrap_or_default(),
-            status_field(&format!("/proc/{pid}/status"), "VmHWM:").unwrap_or_default() / 1024.0
-        ),
-        None => println!(
+            status_field(&format!("/proc/{pid}/status"), "VmHWM:").unwrap_or_default() / 1024.0,
+        )
+    };
+    if separate {
+        let ((control_cpu, control_rss), (provider_cpu, provider_rss)) =
+            (of(&control_child), of(&provider_child));
+        println!(
+            "CPU time: controllers {control_cpu:.1} s, provider {provider_cpu:.1} s, harness {cpu:.1} s; peak RSS: controllers {control_rss:.0} MiB, provider {provider_rss:.0} MiB, harness {rss:.0} MiB"
+        );
+        if let Some((live, peak)) = control_counts.heap() {
+            println!("heap of the controllers: {live:.0} MiB live now, {peak:.0} MiB at its peak");
+        }
+    } else {
+        println!(
             "CPU time of the process (controllers + provider + harness): {cpu:.1} s; peak RSS {rss:.0} MiB"
-        ),
+        );
+        if let Some((live, peak)) = heap::figures() {
+            println!(
+                "heap of this process: {live:.0} MiB live now, {peak:.0} MiB at its peak (RSS {:.0} MiB now)",
+                proc_status("VmRSS:").unwrap_or_default() / 1024.0
+            );
+        }
     }
 
     let deleting = Instant::now();
@@ -413,13 +546,19 @@ async fn main() -> anyhow::Result<()> {
     );
     phase_report(
         "delete → none left",
-        [&control_requests, &provider_requests, &harness_requests],
+        (&mut control_counts, &provider_requests, &harness_requests),
         (&served_before, &served(&admin).await?),
         separate,
         total,
     );
     stop.cancel();
-    let _ = control.await;
+    if let Some(control) = control {
+        let _ = control.await;
+    }
+    if let Some(mut child) = control_child {
+        let _ = child.kill().await;
+    }
+    let _ = std::fs::remove_file(&counts_file);
     if let Some(provider) = provider {
         let _ = provider.await;
     }
@@ -428,6 +567,99 @@ async fn main() -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_dir_all(&state);
     Ok(())
+}
+
+/// Where the controllers process (split mode) finds its namespace.
+const CONTROLLERS_OF: &str = "DATUM_SCALE_CONTROLLERS_OF";
+/// Where the controllers process writes its request counts and heap figures.
+const COUNTS_FILE: &str = "DATUM_SCALE_COUNTS_FILE";
+
+/// The controllers' settings: the defaults in `namespace`; `DATUM_SCALE_CONCURRENCY=n`
+/// sets the reconciles per controller (0: unbounded), for comparing with the default.
+fn control_settings(namespace: &str) -> datum_control::Settings {
+    let mut settings = datum_control::Settings {
+        namespace: Some(namespace.to_owned()),
+        ..datum_control::Settings::default()
+    };
+    if let Some(n) = std::env::var("DATUM_SCALE_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        settings.concurrency = n;
+    }
+    settings
+}
+
+/// The controllers as a process of their own (split mode): they run until killed, and
+/// every half second their request counts so far and heap figures are written to the file
+/// `COUNTS_FILE` names (through a rename, so the harness never reads half a file).
+async fn controllers_process(namespace: &str) -> anyhow::Result<()> {
+    let kubeconfig = PathBuf::from(std::env::var("KUBECONFIG")?);
+    let file = PathBuf::from(std::env::var(COUNTS_FILE)?);
+    let counter = Counter::default();
+    let client = counting_client(&kubeconfig, counter.clone()).await?;
+    tokio::spawn(async move {
+        let partial = file.with_extension("partial");
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let report = json!({ "counts": counter.snapshot(), "heap": heap::figures() });
+            if std::fs::write(&partial, report.to_string()).is_ok() {
+                let _ = std::fs::rename(&partial, &file);
+            }
+        }
+    });
+    datum_control::run(client, control_settings(namespace), std::future::pending()).await;
+    Ok(())
+}
+
+/// The controllers' request counts: counted here, or read from their process's file.
+enum ControlCounts {
+    Here(Counter),
+    Child { file: PathBuf, last: Counts },
+}
+
+impl ControlCounts {
+    fn report(file: &Path) -> serde_json::Value {
+        std::fs::read(file)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
+    }
+
+    /// The requests since the last call.
+    fn take(&mut self) -> Counts {
+        match self {
+            Self::Here(counter) => counter.take(),
+            Self::Child { file, last } => {
+                // The file is at most half a second old; wait for the next one.
+                std::thread::sleep(Duration::from_secs(1));
+                let now: Counts = serde_json::from_value(Self::report(file)["counts"].clone())
+                    .unwrap_or_default();
+                let since = now
+                    .iter()
+                    .map(|(kind, n)| {
+                        (
+                            kind.clone(),
+                            n - last.get(kind).copied().unwrap_or(0).min(*n),
+                        )
+                    })
+                    .filter(|(_, n)| *n > 0)
+                    .collect();
+                *last = now;
+                since
+            }
+        }
+    }
+
+    /// The controllers process's (live, peak) heap in MiB, when it counts.
+    fn heap(&self) -> Option<(f64, f64)> {
+        match self {
+            Self::Here(_) => None,
+            Self::Child { file, .. } => {
+                serde_json::from_value(Self::report(file)["heap"].clone()).ok()
+            }
+        }
+    }
 }
 
 /// (Instances, Ready Instances), listed a page at a time.
@@ -450,7 +682,7 @@ async fn count_ready(api: &Api<Instance>) -> anyhow::Result<(usize, usize)> {
 /// Datum's groups, all clients together.
 fn phase_report(
     phase: &str,
-    [control, provider, harness]: [&Counter; 3],
+    (control, provider, harness): (&mut ControlCounts, &Counter, &Counter),
     (served_before, served_after): (&Counts, &Counts),
     separate: bool,
     instances: usize,

@@ -65,24 +65,28 @@ pub enum InstanceControlError {
 /// Runs the workload-deployment controller until `shutdown` completes.
 pub async fn run(context: Context, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
     let caches = context.caches();
-    watch::shared_controller(&caches.deployments, watch::Filter::Generation)
-        .owns_shared_stream(caches.instances.subscribe())
-        .graceful_shutdown_on(shutdown)
-        .run(
-            crate::context::timed(
-                "instance_control",
-                context.settings().metrics.clone(),
-                reconcile,
-            ),
-            error_policy,
-            Arc::new(context),
-        )
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                debug!(%error, "deployment reconcile failed");
-            }
-        })
-        .await;
+    watch::shared_controller(
+        &caches.deployments,
+        watch::Filter::Generation,
+        context.settings().concurrency,
+    )
+    .owns_shared_stream(caches.instances.subscribe())
+    .graceful_shutdown_on(shutdown)
+    .run(
+        crate::context::timed(
+            "instance_control",
+            context.settings().metrics.clone(),
+            reconcile,
+        ),
+        error_policy,
+        Arc::new(context),
+    )
+    .for_each(|result| async move {
+        if let Err(error) = result {
+            debug!(%error, "deployment reconcile failed");
+        }
+    })
+    .await;
 }
 
 fn error_policy(

@@ -57,7 +57,11 @@ pub enum BindingError {
 /// Runs the network-binding controller until `shutdown` completes.
 pub async fn run(context: Context, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
     let caches = context.caches();
-    let controller = watch::shared_controller(&caches.network_bindings, watch::Filter::Generation);
+    let controller = watch::shared_controller(
+        &caches.network_bindings,
+        watch::Filter::Generation,
+        context.settings().concurrency,
+    );
     let bindings = controller.store();
     let by_context = bindings.clone();
     controller

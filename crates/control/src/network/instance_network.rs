@@ -75,7 +75,11 @@ pub enum InstanceNetworkError {
 /// Runs the instance-network controller until `shutdown` completes.
 pub async fn run(networks: Networks, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
     let caches = networks.context.caches();
-    let controller = watch::shared_controller(&caches.instances, watch::Filter::Generation);
+    let controller = watch::shared_controller(
+        &caches.instances,
+        watch::Filter::Generation,
+        networks.context.settings().concurrency,
+    );
     let instances = controller.store();
     controller
         .watches_shared_stream(

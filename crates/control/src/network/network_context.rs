@@ -69,24 +69,28 @@ pub enum NetworkContextError {
 pub async fn run(networks: Networks, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
     let context = &networks.context;
     let caches = context.caches();
-    watch::shared_controller(&caches.network_contexts, watch::Filter::Generation)
-        .owns_shared_stream(caches.subnets.subscribe())
-        .graceful_shutdown_on(shutdown)
-        .run(
-            crate::context::timed(
-                "network_context",
-                networks.context.settings().metrics.clone(),
-                reconcile,
-            ),
-            error_policy,
-            Arc::new(networks.clone()),
-        )
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                debug!(%error, "network context reconcile failed");
-            }
-        })
-        .await;
+    watch::shared_controller(
+        &caches.network_contexts,
+        watch::Filter::Generation,
+        context.settings().concurrency,
+    )
+    .owns_shared_stream(caches.subnets.subscribe())
+    .graceful_shutdown_on(shutdown)
+    .run(
+        crate::context::timed(
+            "network_context",
+            networks.context.settings().metrics.clone(),
+            reconcile,
+        ),
+        error_policy,
+        Arc::new(networks.clone()),
+    )
+    .for_each(|result| async move {
+        if let Err(error) = result {
+            debug!(%error, "network context reconcile failed");
+        }
+    })
+    .await;
 }
 
 fn error_policy(

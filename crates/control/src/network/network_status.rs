@@ -32,19 +32,23 @@ pub enum NetworkStatusError {
 
 /// Runs the network controller until `shutdown` completes.
 pub async fn run(context: Context, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    watch::shared_controller(&context.caches().networks, watch::Filter::Generation)
-        .graceful_shutdown_on(shutdown)
-        .run(
-            crate::context::timed("network", context.settings().metrics.clone(), reconcile),
-            error_policy,
-            Arc::new(context),
-        )
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                debug!(%error, "network reconcile failed");
-            }
-        })
-        .await;
+    watch::shared_controller(
+        &context.caches().networks,
+        watch::Filter::Generation,
+        context.settings().concurrency,
+    )
+    .graceful_shutdown_on(shutdown)
+    .run(
+        crate::context::timed("network", context.settings().metrics.clone(), reconcile),
+        error_policy,
+        Arc::new(context),
+    )
+    .for_each(|result| async move {
+        if let Err(error) = result {
+            debug!(%error, "network reconcile failed");
+        }
+    })
+    .await;
 }
 
 fn error_policy(

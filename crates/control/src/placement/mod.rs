@@ -50,7 +50,11 @@ pub enum PlacementError {
 /// Runs the workload controller until `shutdown` completes.
 pub async fn run(context: Context, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
     let caches = context.caches();
-    let controller = watch::shared_controller(&caches.workloads, watch::Filter::Generation);
+    let controller = watch::shared_controller(
+        &caches.workloads,
+        watch::Filter::Generation,
+        context.settings().concurrency,
+    );
     let store = controller.store();
     controller
         .owns_shared_stream(caches.deployments.subscribe())

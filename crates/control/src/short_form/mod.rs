@@ -48,7 +48,11 @@ pub enum ShortFormError {
 /// Runs the short-form controller until `shutdown` completes.
 pub async fn run(context: Context, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
     let workloads: Api<short_form::Workload> = context.scoped_api();
-    let controller = watch::controller(workloads, watch::Filter::Generation);
+    let controller = watch::controller(
+        workloads,
+        watch::Filter::Generation,
+        context.settings().concurrency,
+    );
     let store = controller.store();
     controller
         .owns_stream(watch::objects(context.scoped_api::<compute::Workload>()))
