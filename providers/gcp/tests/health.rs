@@ -9,7 +9,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use datum_api::compute::labels::WORKLOAD_DEPLOYMENT_UID;
 use datum_api::compute::{Instance, InstanceSpec};
@@ -19,7 +18,7 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
 
-use common::{Fake, PATIENCE, PROJECT, eventually};
+use common::{Fake, PROJECT, eventually};
 
 const ZONE_PATH: &str = "zones/us-central1-a";
 
@@ -366,30 +365,6 @@ async fn instances_are_ready_only_while_gcp_reports_them_healthy() {
         .delete("web", &DeleteParams::default())
         .await
         .expect("the Workload deletes");
-    eventually("the Instances are gone", || async {
-        instances
-            .list(&ListParams::default())
-            .await
-            .ok()?
-            .items
-            .is_empty()
-            .then_some(())
-    })
-    .await;
-    Api::<datum_api::networking::Network>::namespaced(client.clone(), &ns)
-        .delete("default", &DeleteParams::default())
-        .await
-        .expect("the Network deletes");
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while h.fake.names() != vec!["default".to_owned()] {
-        let log = h.fake.fake.with_compute(|c| c.log.clone());
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the fake still holds {:?}; log tail: {:?}",
-            h.fake.names(),
-            &log[log.len().saturating_sub(12)..]
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    common::expect_nothing_left(&h, &ns).await;
     platform.stop().await;
 }

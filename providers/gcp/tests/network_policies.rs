@@ -19,7 +19,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
 
-use common::{GcpHarness, PATIENCE, PROJECT, eventually};
+use common::{GcpHarness, PROJECT, eventually};
 
 const ZONE_PATH: &str = "zones/us-central1-a";
 
@@ -299,28 +299,6 @@ async fn network_policies_become_tag_targeted_firewall_rules_that_follow_their_p
         .delete("web-in", &DeleteParams::default())
         .await
         .expect("the policy deletes");
-    eventually("the Instances are gone", || async {
-        instances
-            .list(&ListParams::default())
-            .await
-            .ok()?
-            .items
-            .is_empty()
-            .then_some(())
-    })
-    .await;
-    Api::<datum_api::networking::Network>::namespaced(client.clone(), &ns)
-        .delete("default", &DeleteParams::default())
-        .await
-        .expect("the Network deletes");
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while h.fake.names() != vec!["default".to_owned()] {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the fake still holds {:?}",
-            h.fake.names()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    }
+    common::expect_nothing_left(&h, &ns).await;
     platform.stop().await;
 }

@@ -346,3 +346,35 @@ pub async fn eventually<T, F: Future<Output = Option<T>>>(what: &str, probe: imp
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// The end of a test through the control plane: waits until namespace `ns` has no
+/// Instance left, deletes its Network `default`, and waits until the fake holds nothing
+/// but the project's own `default` network (what it started with).
+pub async fn expect_nothing_left(h: &GcpHarness, ns: &str) {
+    let instances = Api::<datum_api::compute::Instance>::namespaced(h.client.clone(), ns);
+    eventually("the Instances are gone", || async {
+        instances
+            .list(&Default::default())
+            .await
+            .ok()?
+            .items
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    Api::<datum_api::networking::Network>::namespaced(h.client.clone(), ns)
+        .delete("default", &Default::default())
+        .await
+        .expect("the Network deletes");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while h.fake.names() != vec!["default".to_owned()] {
+        let log = h.fake.fake.with_compute(|c| c.log.clone());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the fake still holds {:?}; log tail: {:?}",
+            h.fake.names(),
+            &log[log.len().saturating_sub(12)..]
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
