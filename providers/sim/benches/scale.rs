@@ -42,24 +42,26 @@ use serde_json::json;
 /// allocator keeps (fragmentation, per-thread arenas).
 mod heap {
     use std::alloc::{GlobalAlloc, Layout, System};
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+    use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering::Relaxed};
 
     pub static ON: AtomicBool = AtomicBool::new(false);
-    pub static LIVE: AtomicUsize = AtomicUsize::new(0);
-    pub static PEAK: AtomicUsize = AtomicUsize::new(0);
+    // Signed: blocks allocated before counting started are subtracted when freed.
+    pub static LIVE: AtomicIsize = AtomicIsize::new(0);
+    pub static PEAK: AtomicIsize = AtomicIsize::new(0);
 
     pub struct Counting;
 
     fn grew(bytes: usize) {
         if ON.load(Relaxed) {
-            let now = LIVE.fetch_add(bytes, Relaxed) + bytes;
+            let bytes = isize::try_from(bytes).unwrap_or(isize::MAX);
+            let now = LIVE.fetch_add(bytes, Relaxed).saturating_add(bytes);
             PEAK.fetch_max(now, Relaxed);
         }
     }
 
     fn shrank(bytes: usize) {
         if ON.load(Relaxed) {
-            LIVE.fetch_sub(bytes, Relaxed);
+            LIVE.fetch_sub(isize::try_from(bytes).unwrap_or(isize::MAX), Relaxed);
         }
     }
 
@@ -102,15 +104,15 @@ mod heap {
         }
     }
 
-    /// Starts counting (allocations made before are never subtracted: LIVE may only
-    /// undercount by what was freed of them).
+    /// Starts counting. Called first thing in `main`, so what was allocated before (the
+    /// runtime's start) is a small undercount of the live figure once freed.
     pub fn start() {
         ON.store(true, Relaxed);
     }
 
     /// (live, peak) in MiB, if counting.
     pub fn figures() -> Option<(f64, f64)> {
-        let mib = |v: usize| v as f64 / (1024.0 * 1024.0);
+        let mib = |v: isize| v as f64 / (1024.0 * 1024.0);
         ON.load(Relaxed)
             .then(|| (mib(LIVE.load(Relaxed)), mib(PEAK.load(Relaxed))))
     }
