@@ -44,7 +44,7 @@ use serde_json::{Value, json};
 use crate::cloud_init;
 use crate::compute::health_checks::{self, Plan};
 use crate::compute::instance_templates::{self, LABEL};
-use crate::compute::{Compute, firewalls, label_value, network_policies, spec_hash};
+use crate::compute::{Compute, firewalls, label_value, network_policies, network_tags, spec_hash};
 use crate::location::Placement;
 use crate::{ssh_keys, volumes};
 use datum_api::compute::annotations::SSH_KEYS;
@@ -426,9 +426,7 @@ impl Compute {
 
 /// Whether the instance carries network tag `tag`.
 fn has_tag(instance: &Value, tag: &str) -> bool {
-    instance["tags"]["items"]
-        .as_array()
-        .is_some_and(|items| items.iter().any(|t| t == tag))
+    network_tags(instance).any(|t| t == tag)
 }
 
 impl Compute {
@@ -445,11 +443,7 @@ impl Compute {
         let variants = network_policies::variants(zone, r.namespace, r.spec, &r.network_policies);
         let mut wanted: Vec<&str> = variants.iter().map(|v| v.tag.as_str()).collect();
         wanted.sort_unstable();
-        let mut carried: Vec<&str> = instance["tags"]["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
+        let mut carried: Vec<&str> = network_tags(instance)
             .filter(|t| t.starts_with(network_policies::TAG_PREFIX))
             .collect();
         carried.sort_unstable();
@@ -525,12 +519,7 @@ impl Compute {
         current: &Value,
         ours: &[String],
     ) -> Result<(), PlatformError> {
-        let carried: Vec<&str> = current["tags"]["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
+        let carried: Vec<&str> = network_tags(current).collect();
         let mut wanted: Vec<&str> = carried
             .iter()
             .copied()

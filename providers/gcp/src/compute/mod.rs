@@ -434,6 +434,15 @@ pub fn spec_hash(value: &Value) -> String {
         .collect()
 }
 
+/// The network tags a Compute instance carries.
+pub fn network_tags(instance: &Value) -> impl Iterator<Item = &str> {
+    instance["tags"]["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+}
+
 /// A GCE label value: lowercase letters, digits, `-` and `_`, at most 63 characters.
 pub fn label_value(value: &str) -> String {
     value

@@ -40,7 +40,7 @@ use ipnet::Ipv4Net;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{Value, json};
 
-use crate::compute::{Compute, spec_hash};
+use crate::compute::{Compute, network_tags, spec_hash};
 
 /// The prefix of every NetworkPolicy tag and rule name.
 pub const TAG_PREFIX: &str = "datum-np-";
@@ -254,8 +254,7 @@ impl Compute {
         let carried: BTreeSet<&str> = instances
             .iter()
             .filter(|i| leaving.is_none_or(|name| i["name"] != name))
-            .flat_map(|i| i["tags"]["items"].as_array().into_iter().flatten())
-            .filter_map(Value::as_str)
+            .flat_map(network_tags)
             .collect();
         ours.retain(|(_, tag)| !carried.contains(tag.as_str()));
         // Allows, then the ingress deny, then the egress deny: the anchor is last.
@@ -328,9 +327,12 @@ fn allow_groups(
     rule: &ResolvedRule,
     own: &[(String, i32, String)],
 ) -> Vec<(Vec<Value>, Vec<String>)> {
-    // Ports are the same for every peer unless egress names a port, which each peer
-    // instance resolves for itself.
-    let shared = allowed(&rule.ports, own);
+    // Ports are the same for every peer, except that an egress port name is each peer
+    // instance's own (and matches no block or "everyone").
+    let fixed = match direction {
+        Direction::Ingress => allowed(&rule.ports, own),
+        Direction::Egress => allowed(&rule.ports, &[]),
+    };
     let mut groups: BTreeMap<String, (Vec<Value>, BTreeSet<String>)> = BTreeMap::new();
     let mut add = |allowed: Option<Vec<Value>>, ranges: Vec<String>| {
         let Some(allowed) = allowed else { return };
@@ -344,42 +346,27 @@ fn allow_groups(
             .1
             .extend(ranges);
     };
-    let ingress_ports = || allowed(&rule.ports, own);
-    match &rule.peers {
-        None => add(
-            match direction {
-                Direction::Ingress => ingress_ports(),
-                Direction::Egress => allowed(&rule.ports, &[]),
-            },
-            vec!["0.0.0.0/0".to_owned()],
-        ),
-        Some(peers) => {
-            for peer in peers {
-                match peer {
-                    ResolvedPeer::IpBlock(block) => add(
-                        match direction {
-                            Direction::Ingress => shared.clone(),
-                            Direction::Egress => allowed(&rule.ports, &[]),
-                        },
-                        block_ranges(block),
-                    ),
-                    ResolvedPeer::Instances { instances, .. } => {
-                        for instance in instances {
-                            let ports = match direction {
-                                Direction::Ingress => shared.clone(),
-                                Direction::Egress => allowed(&rule.ports, &instance.named_ports),
-                            };
-                            let ranges = instance
-                                .addresses
-                                .iter()
-                                .filter_map(|a| match a {
-                                    IpAddr::V4(v4) => Some(format!("{v4}/32")),
-                                    IpAddr::V6(_) => None,
-                                })
-                                .collect();
-                            add(ports, ranges);
-                        }
-                    }
+    if rule.peers.is_none() {
+        add(fixed.clone(), vec!["0.0.0.0/0".to_owned()]);
+    }
+    for peer in rule.peers.iter().flatten() {
+        match peer {
+            ResolvedPeer::IpBlock(block) => add(fixed.clone(), block_ranges(block)),
+            ResolvedPeer::Instances { instances, .. } => {
+                for instance in instances {
+                    let ports = match direction {
+                        Direction::Ingress => fixed.clone(),
+                        Direction::Egress => allowed(&rule.ports, &instance.named_ports),
+                    };
+                    let ranges = instance
+                        .addresses
+                        .iter()
+                        .filter_map(|a| match a {
+                            IpAddr::V4(v4) => Some(format!("{v4}/32")),
+                            IpAddr::V6(_) => None,
+                        })
+                        .collect();
+                    add(ports, ranges);
                 }
             }
         }
