@@ -498,7 +498,8 @@ async fn main() -> anyhow::Result<()> {
         (&served_before, &served_after),
         separate,
         total,
-    );
+    )
+    .await;
     served_before = served_after;
     let of = |child: &Option<tokio::process::Child>| {
         let pid = child.as_ref().and_then(|c| c.id()).unwrap_or_default();
@@ -552,7 +553,8 @@ async fn main() -> anyhow::Result<()> {
         (&served_before, &served(&admin).await?),
         separate,
         total,
-    );
+    )
+    .await;
     stop.cancel();
     if let Some(control) = control {
         let _ = control.await;
@@ -629,12 +631,12 @@ impl ControlCounts {
     }
 
     /// The requests since the last call.
-    fn take(&mut self) -> Counts {
+    async fn take(&mut self) -> Counts {
         match self {
             Self::Here(counter) => counter.take(),
             Self::Child { file, last } => {
                 // The file is at most half a second old; wait for the next one.
-                std::thread::sleep(Duration::from_secs(1));
+                tokio::time::sleep(Duration::from_secs(1)).await;
                 let now: Counts = serde_json::from_value(Self::report(file)["counts"].clone())
                     .unwrap_or_default();
                 let since = now
@@ -682,14 +684,14 @@ async fn count_ready(api: &Api<Instance>) -> anyhow::Result<(usize, usize)> {
 /// Prints one phase's requests: the controllers', the provider's (counted, or derived from
 /// the API server's count when it is its own process) and the API server's total for
 /// Datum's groups, all clients together.
-fn phase_report(
+async fn phase_report(
     phase: &str,
     (control, provider, harness): (&mut ControlCounts, &Counter, &Counter),
     (served_before, served_after): (&Counts, &Counts),
     separate: bool,
     instances: usize,
 ) {
-    let (control, harness) = (control.take(), harness.take());
+    let (control, harness) = (control.take().await, harness.take());
     let provider = if separate {
         less(served_after, served_before, &[&control, &harness])
     } else {
