@@ -22,7 +22,7 @@ use k8s_openapi::api::authorization::v1::{
 };
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
@@ -193,34 +193,9 @@ fn assert_same_objects(chart: &BTreeMap<String, Value>, config: &BTreeMap<String
 
 /// Applies every object in `yaml` with server-side apply.
 async fn apply(client: &Client, yaml: &str) {
-    for value in documents(yaml) {
-        let object: DynamicObject = serde_json::from_value(value).expect("an object");
-        let types = object.types.clone().expect("typed");
-        let (group, version) = types
-            .api_version
-            .split_once('/')
-            .unwrap_or(("", &types.api_version));
-        let gvk = kube::core::GroupVersionKind::gvk(group, version, &types.kind);
-        let (resource, caps) = kube::discovery::pinned_kind(client, &gvk)
-            .await
-            .expect("served");
-        let api: Api<DynamicObject> = match caps.scope {
-            kube::discovery::Scope::Namespaced => Api::namespaced_with(
-                client.clone(),
-                object.metadata.namespace.as_deref().expect("a namespace"),
-                &resource,
-            ),
-            kube::discovery::Scope::Cluster => Api::all_with(client.clone(), &resource),
-        };
-        let name = object.metadata.name.clone().expect("named");
-        api.patch(
-            &name,
-            &PatchParams::apply("packaging-test").force(),
-            &Patch::Apply(&object),
-        )
+    datum_testenv::apply_manifests(client, yaml, "packaging-test")
         .await
-        .unwrap_or_else(|e| panic!("{} {name} applies: {e}", types.kind));
-    }
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 fn rbac(file: &str) -> String {

@@ -37,6 +37,8 @@ pub enum Error {
     CrdNotEstablished { name: String, detail: String },
     #[error("the control plane failed to start earlier: {0}")]
     StartFailed(String),
+    #[error("cannot apply the manifest: {0}")]
+    Manifest(String),
     #[error("failed to restart {name}: {detail}")]
     Restart { name: &'static str, detail: String },
 }

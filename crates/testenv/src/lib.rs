@@ -24,6 +24,7 @@ mod binaries;
 mod control_plane;
 mod crds;
 mod error;
+mod manifests;
 mod pki;
 mod process;
 
@@ -31,3 +32,4 @@ pub use binaries::{BinDir, locate_binaries};
 pub use control_plane::{ControlPlane, Options};
 pub use crds::install_crds;
 pub use error::Error;
+pub use manifests::apply_manifests;

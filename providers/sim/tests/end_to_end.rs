@@ -244,39 +244,9 @@ async fn apply_rbac(client: &Client, file: &str) {
         .join("../../config/rbac")
         .join(file);
     let text = std::fs::read_to_string(&path).expect("the RBAC file is readable");
-    for document in serde_yaml::Deserializer::from_str(&text) {
-        let value: serde_json::Value = serde::Deserialize::deserialize(document).expect("YAML");
-        let object: kube::api::DynamicObject = serde_json::from_value(value).expect("an object");
-        let types = object.types.clone().expect("typed");
-        let (group, version) = types
-            .api_version
-            .split_once('/')
-            .unwrap_or(("", &types.api_version));
-        let gvk = kube::core::GroupVersionKind::gvk(group, version, &types.kind);
-        let (resource, caps) = kube::discovery::pinned_kind(client, &gvk)
-            .await
-            .expect("served");
-        let api: Api<kube::api::DynamicObject> = match caps.scope {
-            kube::discovery::Scope::Namespaced => Api::namespaced_with(
-                client.clone(),
-                object
-                    .metadata
-                    .namespace
-                    .as_deref()
-                    .expect("namespaced objects name their namespace"),
-                &resource,
-            ),
-            kube::discovery::Scope::Cluster => Api::all_with(client.clone(), &resource),
-        };
-        let name = object.metadata.name.clone().expect("named");
-        api.patch(
-            &name,
-            &PatchParams::apply("rbac-test").force(),
-            &Patch::Apply(&object),
-        )
+    datum_testenv::apply_manifests(client, &text, "rbac-test")
         .await
-        .expect("the RBAC object applies");
-    }
+        .expect("the RBAC objects apply");
 }
 
 fn forbidden<T: std::fmt::Debug>(result: Result<T, kube::Error>) -> bool {

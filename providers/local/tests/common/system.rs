@@ -25,6 +25,17 @@ pub struct System {
 
 impl System {
     pub async fn start(host: &Host, namespace: &str) -> System {
+        Self::start_as(host, namespace, host.client.clone(), host.client.clone()).await
+    }
+
+    /// Runs the controllers with `control`'s credentials and the provider with `provider`'s
+    /// (which it also reads the instances' ConfigMaps and Secrets with).
+    pub async fn start_as(
+        host: &Host,
+        namespace: &str,
+        control: kube::Client,
+        provider: kube::Client,
+    ) -> System {
         let config = format!("{namespace}-cfg");
         host.apply_config(&host.config(&config, None)).await;
         let stop = CancellationToken::new();
@@ -38,10 +49,9 @@ impl System {
             },
             ..datum_control::Settings::default()
         };
-        let client = host.client.clone();
         let token = stop.clone();
         let control = tokio::spawn(datum_control::run(
-            client,
+            control,
             settings,
             token.cancelled_owned(),
         ));
@@ -50,12 +60,13 @@ impl System {
         options.resync = Duration::from_secs(2);
         options.progress_requeue = Duration::from_millis(500);
         options.backoff_max = Duration::from_secs(2);
-        let client = host.client.clone();
         let token = stop.clone();
+        let local = LocalProvider {
+            kube: Some(provider.clone()),
+            ..LocalProvider::default()
+        };
         let provider = tokio::spawn(async move {
-            if let Err(error) =
-                datum_provider::run(LocalProvider::default(), client, options, token).await
-            {
+            if let Err(error) = datum_provider::run(local, provider, options, token).await {
                 eprintln!("the provider stopped: {error}");
             }
         });
@@ -176,8 +187,14 @@ pub async fn ready(instances: &Api<Instance>, wd: &str, count: usize) -> Vec<(In
 }
 
 /// Whether an HTTP GET to `address:port` from inside `from_netns` is answered `200 OK`.
-/// (busybox's nc rather than its wget, which crashes on IPv6 literals.)
 pub fn reaches_http(from_netns: &str, address: &str, port: u16) -> bool {
+    http_get(from_netns, address, port).is_some_and(|reply| reply.contains("200 OK"))
+}
+
+/// The whole reply (status line, headers, body) to an HTTP GET of `/` sent to
+/// `address:port` from inside `from_netns`, if anything answered.
+/// (busybox's nc rather than its wget, which crashes on IPv6 literals.)
+pub fn http_get(from_netns: &str, address: &str, port: u16) -> Option<String> {
     use std::io::Write as _;
     let child = std::process::Command::new("nsenter")
         .arg(format!(
@@ -189,15 +206,12 @@ pub fn reaches_http(from_netns: &str, address: &str, port: u16) -> bool {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn();
-    let Ok(mut child) = child else {
-        return false;
-    };
+    let mut child = child.ok()?;
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(b"GET / HTTP/1.0\r\n\r\n");
     }
-    child
-        .wait_with_output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("200 OK"))
+    let output = child.wait_with_output().ok()?;
+    Some(String::from_utf8_lossy(&output.stdout).into_owned()).filter(|reply| !reply.is_empty())
 }
 
 pub fn pings(from_netns: &str, address: &str) -> bool {
