@@ -46,6 +46,11 @@ impl ConnectArgs {
     /// A client of the cluster.
     pub async fn client(&self) -> anyhow::Result<Client> {
         let path = self.kubeconfig_path()?;
+        anyhow::ensure!(
+            path.is_file(),
+            "the kubeconfig {} does not exist; pass an existing --kubeconfig (or KUBECONFIG), or start a cluster with `datum up`",
+            path.display()
+        );
         let kubeconfig = Kubeconfig::read_from(&path)
             .with_context(|| format!("cannot read the kubeconfig {}", path.display()))?;
         let config =

@@ -80,6 +80,20 @@ fn provider_config(settings: &Settings<'_>) -> serde_json::Value {
 /// Applies the defaults.
 pub async fn apply(client: &Client, settings: &Settings<'_>) -> anyhow::Result<()> {
     let provider = settings.provider;
+    // A Location's provider is immutable, and Instances of the other provider may still be
+    // placed there: switching would strand them, so say how to keep both apart instead.
+    let locations: Api<datum_api::networking::Location> = Api::all(client.clone());
+    if let Some(existing) = locations.get_opt(LOCATION).await?
+        && let Some(other) = existing
+            .provider_name()
+            .filter(|name| *name != provider.key())
+    {
+        anyhow::bail!(
+            "the Location `{LOCATION}` in {} is served by the {other} provider (an earlier `datum up --provider {other}`); run `datum up --provider {other}`, or give the {} provider its own state with --data-dir",
+            settings.dir.display(),
+            provider.key()
+        );
+    }
     let objects = [
         provider_config(settings),
         json!({

@@ -246,6 +246,8 @@ async fn wait_ready(
     timeout: Duration,
 ) -> anyhow::Result<()> {
     let workloads: Api<Workload> = Api::namespaced(client.clone(), namespace);
+    let instances: Api<Instance> = Api::namespaced(client.clone(), namespace);
+    let of_workload = ListParams::default().labels(&format!("{}={name}", labels::WORKLOAD_NAME));
     let bar = ProgressBar::new_spinner();
     bar.set_style(
         ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}")
@@ -258,7 +260,14 @@ async fn wait_ready(
         let fresh = workload.as_ref().is_some_and(|w| {
             w.status.as_ref().and_then(|s| s.observed_generation) == w.metadata.generation
         });
-        let (counts, reason) = progress_of(workload.as_ref());
+        let (counts, mut reason) = progress_of(workload.as_ref());
+        // An instance's own trouble (an image that cannot be pulled, say) says more than
+        // the roll-up's "no available deployments".
+        let mut members = instances.list(&of_workload).await?.items;
+        members.sort_by_key(|i| i.name_any());
+        if let Some(problem) = members.iter().find_map(crate::status::instance_problem) {
+            reason = problem;
+        }
         match counts {
             Some((ready, desired)) if fresh && desired > 0 && ready == desired => {
                 bar.finish_and_clear();

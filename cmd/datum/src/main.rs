@@ -77,8 +77,52 @@ async fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("{}", report(&error));
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// The error as one sentence (what failed and what to do), then each underlying cause on
+/// its own line — skipping causes the line above already quotes, as client errors repeat
+/// their source in their own message.
+fn report(error: &anyhow::Error) -> String {
+    let mut lines = vec![format!("error: {error}")];
+    let mut previous = error.to_string();
+    for cause in error.chain().skip(1) {
+        // The API server's own sentence, not kube's debug dump of the whole Status.
+        let text = match cause.downcast_ref::<kube::Error>() {
+            Some(kube::Error::Api(status)) => status.message.clone(),
+            _ => cause.to_string(),
+        };
+        if !previous.contains(&text) {
+            lines.push(format!("  caused by: {text}"));
+        }
+        previous = text;
+    }
+    lines.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::report;
+    use anyhow::Context;
+
+    #[test]
+    fn a_report_is_the_sentence_then_each_new_cause() {
+        let io = std::io::Error::other("connection refused");
+        let inner = Err::<(), _>(io)
+            .context("client error (Connect): connection refused")
+            .context("the API server does not answer; is `datum up` running?")
+            .expect_err("an error");
+        assert_eq!(
+            report(&inner),
+            "error: the API server does not answer; is `datum up` running?\n  caused by: client error (Connect): connection refused"
+        );
+        let plain = anyhow::anyhow!("no Workload web in namespace default");
+        assert_eq!(
+            report(&plain),
+            "error: no Workload web in namespace default"
+        );
     }
 }

@@ -65,6 +65,26 @@ fn instance_state(instance: &Instance) -> String {
         .unwrap_or_else(|| "Pending".to_owned())
 }
 
+/// Why a not-Ready instance is not Ready: `name: Reason: message` of its Ready condition
+/// (or of the first condition that is not true, while Ready is unset).
+pub fn instance_problem(instance: &Instance) -> Option<String> {
+    let conditions = instance.status.as_ref().and_then(|s| s.conditions.as_ref());
+    if is_true(conditions, "Ready") {
+        return None;
+    }
+    let conditions: Vec<&Condition> = conditions.into_iter().flatten().collect();
+    let why = conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .or_else(|| conditions.iter().find(|c| c.status != "True"))?;
+    Some(format!(
+        "{}: {}: {}",
+        instance.name_any(),
+        why.reason,
+        why.message
+    ))
+}
+
 /// A line of left-aligned columns.
 fn row(widths: &[usize], cells: &[String]) -> String {
     cells

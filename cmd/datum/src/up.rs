@@ -97,6 +97,20 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// Fails with the flag to change when something already listens on `address`, before
+/// anything is started (the API server would otherwise die with a bind error in its log,
+/// and a provider's health server would fail unseen).
+fn ensure_free(address: std::net::SocketAddr, flag: &str) -> anyhow::Result<()> {
+    match std::net::TcpListener::bind(address) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => bail!(
+            "{address} is already in use (another `datum up` or Kubernetes?); stop that, or pass another {flag}"
+        ),
+        Err(e) => Err(anyhow::Error::new(e)
+            .context(format!("cannot listen on {address}; pass another {flag}"))),
+    }
+}
+
 fn step(n: usize, total: usize, what: &str) {
     eprintln!("[{n}/{total}] {what}");
 }
@@ -119,6 +133,10 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             "the local provider needs root (it makes network namespaces and runs containerd); run `sudo datum up`, or `datum up --provider sim` for a simulated cloud"
         );
     }
+    let loopback = std::net::Ipv4Addr::LOCALHOST;
+    ensure_free((loopback, args.port).into(), "--port")?;
+    ensure_free(args.metrics_address, "--metrics-address")?;
+    ensure_free(args.provider_metrics_address, "--provider-metrics-address")?;
     // Before any TLS client exists: the image puller and kube must agree on one provider.
     datum_provider_local::image::install_crypto_provider();
     let total = 5;
@@ -170,11 +188,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         registries: &args.insecure_registries,
         netns_prefix: &args.netns_prefix,
     };
-    defaults::apply(&client, &settings)
-        .await
-        .context(
-            "if the Location `local` was made by a run with another --provider, delete it first (`kubectl delete location local`) or pass the same --provider",
-        )?;
+    defaults::apply(&client, &settings).await?;
     let stop = CancellationToken::new();
     let metrics = std::sync::Arc::new(datum_runtime::metrics::Metrics::new());
     let health = std::sync::Arc::new(datum_runtime::health::Health::default());
@@ -194,7 +208,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         stop.clone(),
     ));
     health.set_ready(true);
-    let controllers = tokio::spawn(datum_control::run(
+    let mut controllers = tokio::spawn(datum_control::run(
         client.clone(),
         datum_control::Settings {
             metrics,
@@ -204,7 +218,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     ));
     let mut options = datum_provider::Options::new(defaults::PROVIDER_CONFIG);
     options.health_address = Some(args.provider_metrics_address);
-    let provider = match args.provider {
+    let mut provider = match args.provider {
         ProviderChoice::Local => tokio::spawn(datum_provider::run(
             datum_provider_local::LocalProvider {
                 kube: Some(client.clone()),
@@ -243,6 +257,18 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         tokio::select! {
             _ = interrupt.recv() => break Ok(()),
             _ = terminate.recv() => break Ok(()),
+            // Neither returns before `stop`: if one does, the system is not running.
+            ended = &mut controllers => {
+                break Err(anyhow::anyhow!("the controllers stopped unexpectedly ({ended:?}); see the log above"));
+            }
+            ended = &mut provider => {
+                let why = match ended {
+                    Ok(Ok(())) => "it returned".to_owned(),
+                    Ok(Err(e)) => e.to_string(),
+                    Err(e) => e.to_string(),
+                };
+                break Err(anyhow::anyhow!("the {} provider stopped unexpectedly: {why}", args.provider.key()));
+            }
             _ = health.tick() => {
                 if let Err(e) = plane.check_running() {
                     break Err(anyhow::Error::new(e).context("a control-plane process stopped unexpectedly"));
@@ -253,8 +279,12 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     eprintln!("stopping…");
     stop.cancel();
     // Controllers finish the reconciles they started; the API server must outlive them.
-    let _ = tokio::time::timeout(Duration::from_secs(10), controllers).await;
-    let _ = tokio::time::timeout(Duration::from_secs(10), provider).await;
+    if !controllers.is_finished() {
+        let _ = tokio::time::timeout(Duration::from_secs(10), controllers).await;
+    }
+    if !provider.is_finished() {
+        let _ = tokio::time::timeout(Duration::from_secs(10), provider).await;
+    }
     // Containers keep running under their shims; the next `datum up` adopts them.
     if let Some(daemon) = daemon {
         daemon.stop().await;

@@ -186,6 +186,37 @@ fn up_serves_the_crds_down_stops_and_up_again_keeps_state() {
     wait_for_ready_instances(&dir, 2);
     let _ = std::fs::remove_file(&workload);
     down(&dir, &mut second);
+
+    // The default Location is the sim provider's: another provider is not switched in under
+    // its Instances, and the refusal says what to run instead.
+    let port = port.to_string();
+    let switched = datum(
+        &dir,
+        &[
+            "up",
+            "--provider",
+            "local",
+            "--port",
+            &port,
+            "--metrics-address",
+            "127.0.0.1:0",
+            "--provider-metrics-address",
+            "127.0.0.1:0",
+            "--netns-prefix",
+            "datum-up-test-",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&switched.stderr);
+    assert!(!switched.status.success(), "refused: {stderr}");
+    assert!(
+        stderr.contains("served by the sim provider")
+            && stderr.contains("`datum up --provider sim`"),
+        "the refusal names the provider to run: {stderr}"
+    );
+    assert!(
+        !dir.join("datum.pid").exists(),
+        "the refused run leaves nothing running"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -445,4 +476,42 @@ fn up_runs_the_seed_example_on_the_local_provider() {
     down(&home, &mut running);
     drop(registry);
     drop(leftovers);
+}
+
+/// A port that is taken is named with the flag that changes it, before anything starts.
+#[test]
+fn up_refuses_a_taken_port_naming_the_flag_and_starts_nothing() {
+    let taken = TcpListener::bind("127.0.0.1:0").expect("a listener");
+    let port = taken.local_addr().expect("an address").port();
+    let dir = std::env::temp_dir().join(format!("datum-up-taken-{}", std::process::id()));
+    let free = free_port();
+    for (flag, api_port, provider_metrics) in [
+        ("--port", port, free_port()),
+        ("--provider-metrics-address", free, port),
+    ] {
+        let (api_port, provider_metrics) = (
+            api_port.to_string(),
+            format!("127.0.0.1:{provider_metrics}"),
+        );
+        let output = datum(
+            &dir,
+            &[
+                "up",
+                "--provider",
+                "sim",
+                "--port",
+                &api_port,
+                "--provider-metrics-address",
+                &provider_metrics,
+            ],
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "datum up fails: {stderr}");
+        assert!(
+            stderr.contains("is already in use") && stderr.contains(flag),
+            "the error names {flag}: {stderr}"
+        );
+        assert!(!dir.join("kubeconfig").exists(), "nothing was started");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -308,9 +308,13 @@ impl Images {
                 pull.missing.join(", ")
             ));
         }
+        // The last attempt is the image's own reference: naming it again adds nothing.
+        let message = last
+            .strip_prefix(&format!("{image}: "))
+            .map_or(last.clone(), str::to_owned);
         Err(Error::Pull {
             image: image.to_owned(),
-            message: last,
+            message,
         })
     }
 }
