@@ -21,23 +21,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// The commands of a Markdown file's `console` blocks.
-fn commands(markdown: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut in_console = false;
-    for line in markdown.lines() {
-        let trimmed = line.trim_start();
-        if let Some(info) = trimmed.strip_prefix("```") {
-            in_console = !in_console && info.trim() == "console";
-            continue;
-        }
-        if in_console && let Some(command) = trimmed.strip_prefix("$ ") {
-            out.push(command.to_owned());
-        }
-    }
-    out
-}
-
 /// `datum up` started by a doc; killed if the doc does not stop it.
 struct Up(Child);
 
@@ -50,7 +33,7 @@ impl Drop for Up {
 
 fn run_doc(doc: &str) {
     let markdown = std::fs::read_to_string(repo().join(doc)).expect("the doc is readable");
-    let commands = commands(&markdown);
+    let commands = common::commands(&markdown);
     assert!(!commands.is_empty(), "{doc} has commands");
     let leftovers = common::Leftovers::new(&format!(
         "docs-{}",
@@ -183,5 +166,7 @@ fn the_docs_commands_run_as_written() {
 #[test]
 fn console_blocks_are_found() {
     let markdown = "text\n```console\n$ one\noutput\n$ two\n```\n```sh\n$ not this\n```\n";
-    assert_eq!(commands(markdown), ["one", "two"]);
+    assert_eq!(common::commands(markdown), ["one", "two"]);
+    let two = "```console\n$ a\n```\n```\n$ no\n```\n```console\n$ b\n$ c\n```\n";
+    assert_eq!(common::console_blocks(two), [vec!["a"], vec!["b", "c"]]);
 }

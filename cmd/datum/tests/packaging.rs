@@ -6,6 +6,8 @@
 //! helm comes from `DATUM_HELM` (set by `tools/test.sh`) or else from `tools/helm.sh`, which
 //! builds it once per machine from the pinned Go module in `tools/helm`.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -394,6 +396,55 @@ async fn the_chart_passes_the_api_servers_validation() {
             expected,
             "every object of `helm template {args:?}` passes:\n{out}"
         );
+    }
+}
+
+/// The install commands of docs/packaging.md, each `console` block as written against a
+/// control plane of its own (they are alternatives): both leave the control plane's and the
+/// local provider's Deployments, and the CRDs, in the cluster.
+#[tokio::test]
+async fn the_install_commands_of_the_packaging_doc_run_as_written() {
+    let doc = std::fs::read_to_string(repo().join("docs/packaging.md")).expect("the doc");
+    let blocks = common::console_blocks(&doc);
+    assert!(blocks.len() >= 2, "kustomize and Helm: {blocks:?}");
+    let helm_dir = helm().parent().expect("helm's directory").to_path_buf();
+    let path = std::env::join_paths(std::iter::once(helm_dir).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
+    .expect("a PATH");
+    for block in blocks {
+        let cp = ControlPlane::start(datum_testenv::Options::default())
+            .await
+            .expect("a control plane of its own");
+        for command in &block {
+            let mut shell = Command::new("bash");
+            shell
+                .args(["-euo", "pipefail", "-c", command])
+                .current_dir(repo())
+                .env("KUBECONFIG", cp.kubeconfig_path())
+                .env("PATH", &path);
+            run(shell, None);
+        }
+        let admin = cp.admin_client().await.expect("admin client");
+        let deployments =
+            Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(admin.clone(), SYSTEM);
+        for name in ["datum-control", "datum-provider-local"] {
+            assert!(
+                deployments.get_opt(name).await.expect("reads").is_some(),
+                "{block:?} makes Deployment {name}"
+            );
+        }
+        let crds = Api::<
+            k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+        >::all(admin);
+        for crd in datum_api::crds::all() {
+            let name = crd.metadata.name.expect("named");
+            assert!(
+                crds.get_opt(&name).await.expect("reads").is_some(),
+                "{block:?} installs CRD {name}"
+            );
+        }
+        cp.stop();
     }
 }
 

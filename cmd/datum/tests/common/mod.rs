@@ -1,6 +1,7 @@
 //! Cleaning up after a `datum up` on the local provider, whatever state a failed test left:
 //! processes in the run's network namespaces, the namespaces, containerd shims and daemons
-//! started for the run's directory, mounts under it, and the directory.
+//! started for the run's directory, mounts under it, and the directory; and the commands
+//! of the docs' `console` blocks, which tests run as written.
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::path::{Path, PathBuf};
@@ -89,4 +90,35 @@ impl Drop for Leftovers {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The commands (lines starting with `$ `) of each `console` block of a Markdown file.
+pub fn console_blocks(markdown: &str) -> Vec<Vec<String>> {
+    let mut blocks = Vec::new();
+    // Inside a fenced block; `Some` when it is a console block.
+    let mut open: Option<Option<Vec<String>>> = None;
+    for line in markdown.lines() {
+        let trimmed = line.trim_start();
+        if let Some(info) = trimmed.strip_prefix("```") {
+            open = match open.take() {
+                Some(block) => {
+                    blocks.extend(block);
+                    None
+                }
+                None => Some((info.trim() == "console").then(Vec::new)),
+            };
+            continue;
+        }
+        if let Some(Some(block)) = &mut open
+            && let Some(command) = trimmed.strip_prefix("$ ")
+        {
+            block.push(command.to_owned());
+        }
+    }
+    blocks
+}
+
+/// The commands of a Markdown file's `console` blocks, in order.
+pub fn commands(markdown: &str) -> Vec<String> {
+    console_blocks(markdown).concat()
 }
