@@ -23,6 +23,15 @@ pub struct ConnectArgs {
 }
 
 impl ConnectArgs {
+    /// The cluster of the `datum up` whose state is in `dir`.
+    pub fn of_data_dir(dir: &std::path::Path) -> Self {
+        ConnectArgs {
+            kubeconfig: Some(dir.join("kubeconfig")),
+            namespace: "default".to_owned(),
+            data_dir: Some(dir.to_path_buf()),
+        }
+    }
+
     /// The kubeconfig file to read.
     fn kubeconfig_path(&self) -> anyhow::Result<PathBuf> {
         if let Some(path) = &self.kubeconfig {

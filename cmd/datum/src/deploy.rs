@@ -61,7 +61,7 @@ pub struct DeployArgs {
 }
 
 /// `90s`, `5m`, `1h` or plain seconds.
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let (number, unit) = text
         .find(|c: char| !c.is_ascii_digit())
         .map_or((text, "s"), |i| text.split_at(i));

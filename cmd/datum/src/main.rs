@@ -5,6 +5,7 @@ mod crds;
 mod defaults;
 mod deploy;
 mod provider_new;
+mod purge;
 mod status;
 mod up;
 
@@ -30,9 +31,10 @@ enum Command {
     /// Example: `datum up`, then in another terminal `datum deploy hello --image IMAGE`
     /// or `export KUBECONFIG=~/.local/share/datum/kubeconfig; kubectl get locations`
     Up(up::UpArgs),
-    /// Stop a running `datum up`.
+    /// Stop a running `datum up`; with --purge, first remove everything it runs and then
+    /// its state.
     ///
-    /// Example: `datum down`
+    /// Example: `datum down`, or `datum down --purge` to start afresh next time
     Down(up::DownArgs),
     /// Run a container image as a Workload (or apply a file), wait until its instances are
     /// Ready, and print their addresses.

@@ -43,10 +43,21 @@ pub struct UpArgs {
 }
 
 #[derive(clap::Args)]
+#[command(after_help = "Examples:
+  datum down            stop; the next `datum up` carries on where this one stopped
+  datum down --purge    remove every Workload and Network (the provider tears down their
+                        containers, VMs and networks), stop, and delete the state directory")]
 pub struct DownArgs {
     /// The directory `datum up` was started with.
     #[arg(long, env = "DATUM_HOME", value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Before stopping, delete every Workload, Instance and Network and wait until the
+    /// provider has removed what it made for them; then delete the state directory.
+    #[arg(long)]
+    purge: bool,
+    /// How long --purge waits for the provider (e.g. 90s, 5m).
+    #[arg(long, default_value = "5m", value_parser = crate::deploy::parse_duration, requires = "purge")]
+    timeout: Duration,
 }
 
 pub fn default_data_dir() -> anyhow::Result<PathBuf> {
@@ -300,12 +311,24 @@ pub async fn down(args: DownArgs) -> anyhow::Result<()> {
         None => default_data_dir()?,
     };
     let Some(pid) = running_pid(&dir) else {
+        if args.purge && dir.exists() {
+            bail!(
+                "datum is not running, so what it made cannot be removed first: start it with `datum up` (with the same --provider), then run `datum down --purge`"
+            );
+        }
         eprintln!(
             "datum is not running (no live process in {})",
             pid_file(&dir).display()
         );
         return Ok(());
     };
+    if args.purge {
+        let client = crate::connect::ConnectArgs::of_data_dir(&dir)
+            .client()
+            .await?;
+        crate::purge::remove_everything(&client, args.timeout).await?;
+        eprintln!("removed every Workload, Instance and Network");
+    }
     let status = std::process::Command::new("kill")
         .arg("-TERM")
         .arg(pid.to_string())
@@ -321,5 +344,10 @@ pub async fn down(args: DownArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     eprintln!("datum stopped");
+    if args.purge {
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("cannot delete the state directory {}", dir.display()))?;
+        eprintln!("deleted {}", dir.display());
+    }
     Ok(())
 }

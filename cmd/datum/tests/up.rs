@@ -319,7 +319,7 @@ fn wait_kubectl(dir: &Path, args: &[&str], what: &str, probe: impl Fn(&str) -> b
 /// The acceptance run: `datum up` with the local provider; the seed example unchanged
 /// waits for a GCP Location, then with `providers: [local]`, no region and a local image gives
 /// 3 running instances with addresses; `datum deploy` reaches Ready and prints addresses;
-/// `datum status` shows them; deleting everything leaves no container running.
+/// `datum status` shows them; `datum down --purge` leaves nothing of the run on the machine.
 #[test]
 fn up_runs_the_seed_example_on_the_local_provider() {
     let leftovers = common::Leftovers::new("local");
@@ -447,33 +447,51 @@ fn up_runs_the_seed_example_on_the_local_provider() {
         String::from_utf8_lossy(&missing.stderr)
     );
 
-    // Delete everything: no instance and no container task is left.
-    kubectl(
-        &home,
-        &["delete", "workloads.workload.datum.net", "--all", "-A"],
-    );
-    kubectl(
-        &home,
-        &["delete", "workloads.compute.datumapis.com", "--all", "-A"],
-    );
-    wait_kubectl(
-        &home,
-        &["get", "instances", "-A", "-o", "name"],
-        "every Instance to go",
-        |out| out.trim().is_empty(),
-    );
-    let tasks = Command::new("ctr")
-        .arg("--address")
-        .arg(home.join("containerd/containerd.sock"))
-        .args(["--namespace", "datum", "tasks", "ls", "-q"])
-        .output()
-        .expect("ctr runs");
+    // `datum down --purge` with everything still running: every Workload and Network goes
+    // the way a user would delete them, the provider tears down what it made, and then the
+    // state goes too — no container shim, network namespace, mount or file is left.
+    let purged = datum(&home, &["down", "--purge", "--timeout", "3m"]);
     assert!(
-        String::from_utf8_lossy(&tasks.stdout).trim().is_empty(),
-        "no task is left: {}",
-        String::from_utf8_lossy(&tasks.stdout)
+        purged.status.success(),
+        "datum down --purge: {}",
+        String::from_utf8_lossy(&purged.stderr)
     );
-    down(&home, &mut running);
+    let exit = running.0.wait().expect("datum up exits");
+    assert!(exit.success(), "datum up exited with {exit}");
+    assert!(!home.exists(), "the state directory is deleted");
+    let namespaces = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip runs");
+    let namespaces = String::from_utf8_lossy(&namespaces.stdout);
+    assert!(
+        !namespaces.contains(&leftovers.netns_prefix),
+        "no network namespace of the run is left:\n{namespaces}"
+    );
+    let home_text = home.display().to_string();
+    let mounts = std::fs::read_to_string("/proc/mounts").expect("mounts");
+    assert!(
+        !mounts.contains(&home_text),
+        "nothing is mounted under the state directory"
+    );
+    let shims: Vec<String> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(Result::ok)
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&home_text))
+        .collect();
+    assert!(shims.is_empty(), "no process of the run is left: {shims:?}");
+
+    // Without a running datum, --purge refuses rather than strand what it cannot remove.
+    std::fs::create_dir_all(&home).expect("a directory");
+    let refused = datum(&home, &["down", "--purge"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("start it with `datum up`"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
     drop(registry);
     drop(leftovers);
 }

@@ -98,7 +98,11 @@ fn error_policy(
     error: &NetworkContextError,
     networks: Arc<Networks>,
 ) -> Action {
-    warn!(context = %network_context.name_any(), error = %error, source = ?std::error::Error::source(error), "reconciling network context failed");
+    if watch::is_conflict(error) {
+        debug!(context = %network_context.name_any(), %error, "another writer was first (409); retrying");
+    } else {
+        warn!(context = %network_context.name_any(), error = %error, source = ?std::error::Error::source(error), "reconciling network context failed");
+    }
     Action::requeue(networks.context.settings().retry)
 }
 

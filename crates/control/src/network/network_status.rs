@@ -56,7 +56,11 @@ fn error_policy(
     error: &NetworkStatusError,
     context: Arc<Context>,
 ) -> Action {
-    warn!(network = %network.name_any(), error = %error, "reconciling network failed");
+    if watch::is_conflict(error) {
+        debug!(network = %network.name_any(), %error, "another writer was first (409); retrying");
+    } else {
+        warn!(network = %network.name_any(), error = %error, "reconciling network failed");
+    }
     Action::requeue(context.settings().retry)
 }
 
