@@ -1,6 +1,6 @@
 //! Focused tests of the Compute Engine client against the fake, without Kubernetes:
 //! operations polled to `DONE`, adoption on `409`, `404` on delete, quota errors quoted,
-//! and no secret in instance metadata.
+//! no secret in instance metadata, and lists read to their last page.
 
 mod common;
 
@@ -9,6 +9,7 @@ use datum_api::compute::{Instance, InstanceSpec};
 use datum_api::networking::{NetworkContext, NetworkContextSpec, Subnet, SubnetSpec};
 use datum_gcp_fake::InjectedError;
 use datum_provider::{ExternalClient, ExternalResource, Observation, PowerState};
+use datum_provider_gcp::compute::health_checks::Plan;
 use serde_json::json;
 
 use common::{Fake, PROJECT};
@@ -631,4 +632,99 @@ async fn a_crash_between_insert_and_record_leaves_exactly_one_instance() {
     restarted.create(&r).await.expect("adopted");
     let instances = fake.names().into_iter().filter(|n| n == "datum-c9").count();
     assert_eq!(instances, 1);
+}
+
+/// Lists follow `nextPageToken` to the last page: with the fake's pages cut to two items,
+/// seven networks take four requests and all come back, and the network a context looks
+/// for is found on the last page.
+#[tokio::test]
+async fn lists_are_read_page_by_page_to_the_last_page() {
+    let fake = Fake::start(1).await;
+    let compute = common::connect(&fake.healthy).await;
+    fake.fake.with_compute(|c| {
+        for i in 0..6 {
+            c.seed(
+                &format!("projects/{PROJECT}/global/networks/net-{i}"),
+                json!({ "name": format!("net-{i}"), "description": format!("datum:ns/ctx-{i}") }),
+            );
+        }
+        c.set_page_size(Some(2));
+    });
+    let before = fake.healthy.faults.requests();
+    let networks = compute
+        .list(&format!("projects/{PROJECT}/global/networks"))
+        .await
+        .expect("lists");
+    let names: Vec<&str> = networks.iter().filter_map(|n| n["name"].as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "default", "net-0", "net-1", "net-2", "net-3", "net-4", "net-5"
+        ]
+    );
+    assert_eq!(
+        fake.healthy.faults.requests() - before,
+        4,
+        "one request per page of two"
+    );
+    let found = compute
+        .find_network(PROJECT, "ns", "ctx-5")
+        .await
+        .expect("lists");
+    assert_eq!(found.map(|n| n["name"].clone()), Some(json!("net-5")));
+}
+
+/// An instance group's members are read page by page too (`listInstances`): a member on
+/// the last page is seen, so it leaves the group, and the group is empty only once all
+/// have left.
+#[tokio::test]
+async fn group_members_are_read_page_by_page() {
+    let fake = Fake::start(1).await;
+    let compute = common::connect(&fake.healthy).await;
+    let zone = "us-central1-a";
+    let plan = Plan::of_deployment(
+        &std::collections::BTreeMap::new(),
+        "wd",
+        PROJECT,
+        zone,
+        "us-central1",
+    );
+    let group = format!(
+        "projects/{PROJECT}/zones/{zone}/instanceGroups/{}",
+        plan.name
+    );
+    let instances: Vec<String> = (0..5)
+        .map(|i| format!("projects/{PROJECT}/zones/{zone}/instances/vm-{i}"))
+        .collect();
+    fake.fake.with_compute(|c| {
+        c.seed(&group, json!({ "name": plan.name }));
+        for (i, path) in instances.iter().enumerate() {
+            c.seed(
+                path,
+                json!({ "name": format!("vm-{i}"), "status": "RUNNING" }),
+            );
+        }
+    });
+    for path in &instances {
+        compute.join_group(&plan, path).await.expect("joins");
+    }
+    fake.fake.with_compute(|c| c.set_page_size(Some(2)));
+    compute
+        .leave_group(&plan, &instances[4])
+        .await
+        .expect("leaves");
+    let members = fake.fake.with_compute(|c| c.group_members(&group));
+    assert_eq!(members, instances[..4], "vm-4, on the third page, left");
+    for path in &instances[..3] {
+        compute.leave_group(&plan, path).await.expect("leaves");
+    }
+    assert!(
+        !compute.group_is_empty(&plan).await.expect("lists"),
+        "vm-3 is on the second page"
+    );
+    compute
+        .leave_group(&plan, &instances[3])
+        .await
+        .expect("leaves");
+    assert!(compute.group_is_empty(&plan).await.expect("lists"));
 }

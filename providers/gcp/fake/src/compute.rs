@@ -12,7 +12,8 @@
 //! fingerprint is `412 conditionNotMet`; a firewall rule with both or neither of
 //! `allowed`/`denied`, source filters on an egress rule, a priority outside 0–65535 or an
 //! invalid tag, and more than 64 or invalid network tags on an instance, are `400 invalid`.
-//! Effects apply when the operation is created.
+//! Effects apply when the operation is created. Lists page as Compute Engine's do
+//! (`maxResults`, `pageToken`, `nextPageToken`; see [`crate::paging`]).
 //!
 //! Instance templates: `instances.insert?sourceInstanceTemplate=<template>` starts from the
 //! template's `properties` and lets the request body override them field by field, as
@@ -118,6 +119,8 @@ pub struct Compute {
     operations: HashMap<String, Operation>,
     request_ids: HashMap<(String, String), String>,
     next_id: u64,
+    /// The most items a list page holds, whatever `maxResults` asks ([`Compute::set_page_size`]).
+    pub(crate) page_size: Option<usize>,
     /// How many polls an operation takes to reach `DONE` (`PENDING` → `RUNNING` → `DONE`).
     pub polls_to_done: u32,
     /// The URL prefix of self links, e.g. `http://127.0.0.1:1234/compute/v1/`.
@@ -195,12 +198,12 @@ impl Compute {
         match (method, target.kind.as_str(), &target.name, &target.verb) {
             ("GET", "operations", Some(name), None) => self.poll(target, name),
             ("GET", _, Some(_), None) => self.get(target),
-            ("GET", _, None, None) => self.list(target),
+            ("GET", _, None, None) => self.list(target, query),
             ("POST", "operations", _, _) => errors::invalid("operations are read-only here"),
             ("POST", _, None, None) => self.insert(target, query, body, operation_error),
             ("POST", "instances", Some(_), Some(verb)) => self.set(target, verb, body),
             ("POST", "instanceGroups", Some(_), Some(verb)) => {
-                self.instance_group_verb(target, verb, body)
+                self.instance_group_verb(target, verb, query, body)
             }
             ("POST", "backendServices", Some(_), Some(verb)) if verb == "getHealth" => {
                 self.get_health(target, body)
@@ -229,18 +232,27 @@ impl Compute {
         }
     }
 
-    fn list(&self, target: &Target) -> Reply {
+    /// One page of a collection, in name order (see [`crate::paging`]).
+    fn list(&self, target: &Target, query: &HashMap<String, String>) -> Reply {
         let prefix = format!("{}/", target.collection);
-        let items: Vec<Value> = self
+        let items = self
             .resources
             .iter()
-            .filter(|(path, _)| path.starts_with(&prefix) && !path[prefix.len()..].contains('/'))
-            .map(|(_, r)| r.clone())
-            .collect();
-        (
-            200,
-            json!({ "kind": format!("compute#{}List", singular(&target.kind)), "items": items }),
-        )
+            .filter_map(|(path, r)| Some((path.strip_prefix(&prefix)?, r)))
+            .filter(|(name, _)| !name.contains('/'))
+            .map(|(name, r)| (name.to_owned(), r.clone()));
+        let page = match self.page(&target.collection, items, query) {
+            Ok(page) => page,
+            Err(reply) => return reply,
+        };
+        let mut reply = json!({
+            "kind": format!("compute#{}List", singular(&target.kind)),
+            "items": page.items,
+        });
+        if let Some(token) = page.next_page_token {
+            reply["nextPageToken"] = json!(token);
+        }
+        (200, reply)
     }
 
     fn insert(

@@ -11,7 +11,7 @@
 //!   (`35.191.0.0/16`, `130.211.0.0/22`) reach that TCP port on one of its tags;
 //! - `UNHEALTHY` otherwise (the port refuses, the firewall drops the probes, the VM stopped).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use serde_json::{Value, json};
 
@@ -45,6 +45,7 @@ impl Compute {
         &mut self,
         target: &Target,
         verb: &str,
+        query: &HashMap<String, String>,
         body: Option<Value>,
     ) -> Reply {
         let group = target.path();
@@ -54,17 +55,22 @@ impl Compute {
         let id = resource["id"].as_str().unwrap_or_default().to_owned();
         let body = body.unwrap_or(Value::Null);
         if verb == "listInstances" {
-            let items: Vec<Value> = self
-                .group_members(&group)
-                .iter()
-                .map(|m| {
-                    let status = self.resources.get(m).map(|i| i["status"].clone());
-                    json!({ "instance": format!("{}{m}", self.link_prefix), "status": status })
-                })
-                .collect();
+            let items = self.group_members(&group).into_iter().map(|m| {
+                let status = self.resources.get(&m).map(|i| i["status"].clone());
+                let item =
+                    json!({ "instance": format!("{}{m}", self.link_prefix), "status": status });
+                (m, item)
+            });
+            let page = match self.page(&format!("{group}/listInstances"), items, query) {
+                Ok(page) => page,
+                Err(reply) => return reply,
+            };
             let mut reply = json!({ "kind": "compute#instanceGroupsListInstances" });
-            if !items.is_empty() {
-                reply["items"] = json!(items);
+            if !page.items.is_empty() {
+                reply["items"] = json!(page.items);
+            }
+            if let Some(token) = page.next_page_token {
+                reply["nextPageToken"] = json!(token);
             }
             return (200, reply);
         }
@@ -304,7 +310,6 @@ fn allows_tcp(allowed: &Value, port: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn call(c: &mut Compute, method: &str, path: &str, body: Value) -> Reply {
         let target = Target::parse(path).expect("a path");

@@ -13,6 +13,7 @@
 //! | [`health`] | instance group membership, backend service health, the "port answers" test hook |
 //! | [`secret_manager`] | secrets, versions, IAM policies |
 //! | [`monitoring`] | CPU and memory figures per instance, `timeSeries.list` and its filter |
+//! | [`paging`] | Compute Engine list paging: `maxResults`, `pageToken`, `nextPageToken`, the page size test hook |
 //! | [`token`] | the JWT-bearer token endpoint |
 //! | [`sts`] | Workload Identity Federation: STS token exchange and `generateAccessToken` |
 //! | [`faults`] | injectable errors and hangs |
@@ -28,6 +29,7 @@ pub mod errors;
 pub mod faults;
 pub mod health;
 pub mod monitoring;
+pub mod paging;
 pub mod secret_manager;
 pub mod sts;
 pub mod token;

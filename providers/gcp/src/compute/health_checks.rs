@@ -280,24 +280,21 @@ impl Compute {
 
     /// The instance paths in the deployment's group; `None` when there is no group.
     async fn members(&self, plan: &Plan) -> Result<Option<Vec<String>>, ApiError> {
-        let reply = match self
-            .call(
+        let items = match self
+            .list_pages(
                 http::Method::POST,
                 &format!("{}/listInstances", plan.group()),
-                &[],
                 Some(&json!({ "instanceState": "ALL" })),
             )
             .await
         {
-            Ok(reply) => reply,
+            Ok(items) => items,
             Err(e) if e.is_not_found() => return Ok(None),
             Err(e) => return Err(e),
         };
         Ok(Some(
-            reply["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
+            items
+                .iter()
                 .filter_map(|i| i["instance"].as_str())
                 .map(|link| resource_path(link).to_owned())
                 .collect(),

@@ -300,6 +300,18 @@ impl Compute {
 
     /// Every item of a collection, page by page (500 per page).
     pub async fn list(&self, collection: &str) -> Result<Vec<Value>, ApiError> {
+        self.list_pages(http::Method::GET, collection, None).await
+    }
+
+    /// Every item a Compute Engine list method answers — a collection's `list`, or a
+    /// `POST` one such as `instanceGroups.listInstances` with its `body` — following
+    /// `nextPageToken` from page to page (500 per page).
+    pub(crate) async fn list_pages(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Vec<Value>, ApiError> {
         let mut items = Vec::new();
         let mut page: Option<String> = None;
         loop {
@@ -307,9 +319,7 @@ impl Compute {
             if let Some(token) = page.take() {
                 query.push(("pageToken", crate::auth::form_encode(&token)));
             }
-            let reply = self
-                .call(http::Method::GET, collection, &query, None)
-                .await?;
+            let reply = self.call(method.clone(), path, &query, body).await?;
             items.extend(reply["items"].as_array().into_iter().flatten().cloned());
             match reply["nextPageToken"].as_str().filter(|t| !t.is_empty()) {
                 Some(token) => page = Some(token.to_owned()),

@@ -1,0 +1,349 @@
+//! Compute Engine's list paging, for every list method the fake serves (the collection
+//! `list`s and `instanceGroups.listInstances`), as Google documents it:
+//! - `maxResults` from 0 to 500, 500 when absent or 0; anything else is `400 invalid`;
+//! - `pageToken`, a token an earlier page of the same list returned; one this fake did not
+//!   issue for that list (garbled, or another list's) is `400 invalid`;
+//! - `nextPageToken` in the reply only while items remain after the page.
+//!
+//! Items come in name order, so pages are deterministic. A token is the last name of its
+//! page sealed with a digest of the list it belongs to: nothing to remember, and a resource
+//! inserted or deleted between pages moves nothing already returned.
+//!
+//! [`Compute::set_page_size`] is the test hook that makes pages smaller than asked (Compute
+//! Engine may return fewer than `maxResults`), so a client's paging loop runs over a
+//! handful of resources even though it asks for 500 a page.
+
+use std::collections::HashMap;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::Value;
+
+use crate::compute::{Compute, Reply};
+use crate::errors;
+
+/// The most items a page holds, and the page size when `maxResults` is absent or 0.
+pub const MAX_RESULTS: usize = 500;
+
+/// One page of a list: its items and, when more remain, the token of the next page.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Page {
+    pub items: Vec<Value>,
+    pub next_page_token: Option<String>,
+}
+
+impl Compute {
+    /// Test hook: every list page holds at most `size` items (at least 1), whatever
+    /// `maxResults` asks; `None` restores Compute Engine's pages of `maxResults`.
+    pub fn set_page_size(&mut self, size: Option<usize>) {
+        self.page_size = size.map(|s| s.max(1));
+    }
+
+    /// The page of `items` (name → item) of the list `list` (its path) that `query`'s
+    /// `maxResults` and `pageToken` ask for.
+    pub(crate) fn page(
+        &self,
+        list: &str,
+        items: impl IntoIterator<Item = (String, Value)>,
+        query: &HashMap<String, String>,
+    ) -> Result<Page, Reply> {
+        let size = max_results(query)?.min(self.page_size.unwrap_or(MAX_RESULTS));
+        let after = match query.get("pageToken").filter(|t| !t.is_empty()) {
+            Some(token) => Some(open(list, token).ok_or_else(|| {
+                errors::invalid(&format!(
+                    "Invalid value for field 'pageToken': '{token}'. Invalid page token."
+                ))
+            })?),
+            None => None,
+        };
+        let mut items: Vec<(String, Value)> = items
+            .into_iter()
+            .filter(|(name, _)| after.as_ref().is_none_or(|a| name > a))
+            .collect();
+        items.sort_by(|a, b| a.0.cmp(&b.0));
+        let next_page_token = (items.len() > size).then(|| seal(list, &items[size - 1].0));
+        items.truncate(size);
+        Ok(Page {
+            items: items.into_iter().map(|(_, item)| item).collect(),
+            next_page_token,
+        })
+    }
+}
+
+/// `maxResults` as Compute Engine reads it: 0–500, where absent and 0 mean 500.
+fn max_results(query: &HashMap<String, String>) -> Result<usize, Reply> {
+    let Some(text) = query.get("maxResults") else {
+        return Ok(MAX_RESULTS);
+    };
+    match text.parse::<i64>() {
+        Ok(0) => Ok(MAX_RESULTS),
+        Ok(n) if n < 0 => Err(errors::invalid(&format!(
+            "Invalid value for field 'maxResults': {n}. Must be greater than or equal to 0"
+        ))),
+        Ok(n) if n > MAX_RESULTS as i64 => Err(errors::invalid(&format!(
+            "Invalid value for field 'maxResults': {n}. Must be less than or equal to {MAX_RESULTS}"
+        ))),
+        Ok(n) => Ok(usize::try_from(n).unwrap_or(MAX_RESULTS)),
+        Err(_) => Err(errors::invalid(&format!(
+            "Invalid value for field 'maxResults': '{text}'"
+        ))),
+    }
+}
+
+/// The token of the page that follows `last` in `list`.
+fn seal(list: &str, last: &str) -> String {
+    format!("{}.{}", URL_SAFE_NO_PAD.encode(last), digest(list, last))
+}
+
+/// The last name of the page before the one `token` asks for, if this fake issued
+/// `token` for `list`.
+fn open(list: &str, token: &str) -> Option<String> {
+    let (last, check) = token.split_once('.')?;
+    let last = String::from_utf8(URL_SAFE_NO_PAD.decode(last).ok()?).ok()?;
+    (digest(list, &last) == check).then_some(last)
+}
+
+fn digest(list: &str, last: &str) -> String {
+    let sum = ring::digest::digest(&ring::digest::SHA256, format!("{list}\n{last}").as_bytes());
+    sum.as_ref()[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::compute::Target;
+
+    const NETWORKS: &str = "projects/p/global/networks";
+
+    /// Compute with networks `n0`…`n{count-1}`, inserted in reverse so name order is not
+    /// insertion order.
+    fn with_networks(count: usize) -> Compute {
+        let mut c = Compute::default();
+        let t = Target::parse(NETWORKS).expect("parses");
+        for i in (0..count).rev() {
+            let reply = c.handle(
+                "POST",
+                &t,
+                &HashMap::new(),
+                Some(json!({ "name": format!("n{i}") })),
+                None,
+            );
+            assert_eq!(reply.0, 200, "{}", reply.1);
+        }
+        c
+    }
+
+    fn get(c: &mut Compute, path: &str, query: &[(&str, &str)]) -> Reply {
+        let query = query
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let t = Target::parse(path).expect("parses");
+        let method = if t.verb.is_some() { "POST" } else { "GET" };
+        c.handle(method, &t, &query, Some(json!({})), None)
+    }
+
+    fn names(reply: &Reply) -> Vec<String> {
+        assert_eq!(reply.0, 200, "{}", reply.1);
+        let items = reply.1["items"].as_array().cloned().unwrap_or_default();
+        items
+            .iter()
+            .map(|i| {
+                i["name"]
+                    .as_str()
+                    .or_else(|| i["instance"].as_str()?.rsplit('/').next())
+                    .expect("named")
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    fn token(reply: &Reply) -> Option<String> {
+        reply.1["nextPageToken"].as_str().map(str::to_owned)
+    }
+
+    fn reason(reply: &Reply) -> String {
+        reply.1["error"]["errors"][0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    #[test]
+    fn max_results_pages_in_name_order_with_a_token_only_while_items_remain() {
+        let mut c = with_networks(5);
+        let first = get(&mut c, NETWORKS, &[("maxResults", "2")]);
+        assert_eq!(names(&first), ["n0", "n1"]);
+        let t1 = token(&first).expect("more remain");
+        let second = get(&mut c, NETWORKS, &[("maxResults", "2"), ("pageToken", &t1)]);
+        assert_eq!(names(&second), ["n2", "n3"]);
+        let t2 = token(&second).expect("more remain");
+        let last = get(&mut c, NETWORKS, &[("maxResults", "2"), ("pageToken", &t2)]);
+        assert_eq!(names(&last), ["n4"]);
+        assert_eq!(token(&last), None, "{}", last.1);
+
+        // A page that ends exactly at the last item has no token either.
+        let exact = get(&mut c, NETWORKS, &[("maxResults", "5")]);
+        assert_eq!(names(&exact).len(), 5);
+        assert_eq!(token(&exact), None);
+
+        // The same request gives the same page and token.
+        let again = get(&mut c, NETWORKS, &[("maxResults", "2")]);
+        assert_eq!(again.1, first.1);
+
+        // A resource inserted between pages moves nothing already returned.
+        let t = Target::parse(NETWORKS).expect("parses");
+        let inserted = c.handle(
+            "POST",
+            &t,
+            &HashMap::new(),
+            Some(json!({ "name": "a-first" })),
+            None,
+        );
+        assert_eq!(inserted.0, 200);
+        let second = get(&mut c, NETWORKS, &[("maxResults", "2"), ("pageToken", &t1)]);
+        assert_eq!(names(&second), ["n2", "n3"]);
+    }
+
+    #[test]
+    fn absent_and_zero_max_results_mean_500_and_more_than_500_is_invalid() {
+        let mut c = with_networks(501);
+        for query in [&[][..], &[("maxResults", "0")], &[("maxResults", "500")]] {
+            let page = get(&mut c, NETWORKS, query);
+            assert_eq!(names(&page).len(), 500, "{query:?}");
+            let rest = token(&page).expect("one remains");
+            let last = get(&mut c, NETWORKS, &[("pageToken", &rest)]);
+            assert_eq!(names(&last), ["n99"], "name order: n99 sorts last");
+            assert_eq!(token(&last), None);
+        }
+        for bad in ["501", "1000", "-1", "two"] {
+            let reply = get(&mut c, NETWORKS, &[("maxResults", bad)]);
+            assert_eq!(reply.0, 400, "maxResults={bad}: {}", reply.1);
+            assert_eq!(reason(&reply), "invalid");
+            assert!(
+                reply.1.to_string().contains("maxResults"),
+                "the message names the field: {}",
+                reply.1
+            );
+        }
+    }
+
+    #[test]
+    fn a_token_the_fake_did_not_issue_for_this_list_is_invalid() {
+        let mut c = with_networks(3);
+        let first = get(&mut c, NETWORKS, &[("maxResults", "1")]);
+        let issued = token(&first).expect("more remain");
+        let mut garbled = issued.clone();
+        garbled.insert(1, 'x');
+        let other_list = "projects/p/global/firewalls";
+        for bad in [
+            "nope".to_owned(),
+            "bjA.0123".to_owned(),
+            garbled,
+            issued.replace('.', ""),
+        ] {
+            let reply = get(&mut c, NETWORKS, &[("pageToken", &bad)]);
+            assert_eq!(reply.0, 400, "pageToken={bad}: {}", reply.1);
+            assert_eq!(reason(&reply), "invalid");
+        }
+        let foreign = get(&mut c, other_list, &[("pageToken", &issued)]);
+        assert_eq!(foreign.0, 400, "another list's token: {}", foreign.1);
+        let empty = get(&mut c, NETWORKS, &[("pageToken", "")]);
+        assert_eq!(
+            names(&empty),
+            ["n0", "n1", "n2"],
+            "an empty token is the first page"
+        );
+    }
+
+    #[test]
+    fn the_page_size_hook_caps_pages_whatever_max_results_asks() {
+        let mut c = with_networks(5);
+        c.set_page_size(Some(2));
+        let mut seen = Vec::new();
+        let mut next: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let mut query = vec![("maxResults", "500")];
+            if let Some(t) = &next {
+                query.push(("pageToken", t));
+            }
+            let page = get(&mut c, NETWORKS, &query);
+            pages += 1;
+            let page_names = names(&page);
+            assert!(page_names.len() <= 2, "{page_names:?}");
+            seen.extend(page_names);
+            next = token(&page);
+            if next.is_none() {
+                break;
+            }
+        }
+        assert_eq!(pages, 3);
+        assert_eq!(seen, ["n0", "n1", "n2", "n3", "n4"]);
+        // A smaller maxResults still wins, and the hook never checks maxResults for it.
+        assert_eq!(
+            names(&get(&mut c, NETWORKS, &[("maxResults", "1")])),
+            ["n0"]
+        );
+        assert_eq!(get(&mut c, NETWORKS, &[("maxResults", "501")]).0, 400);
+        c.set_page_size(None);
+        assert_eq!(names(&get(&mut c, NETWORKS, &[])).len(), 5);
+    }
+
+    #[test]
+    fn list_instances_of_an_instance_group_pages_too() {
+        let mut c = Compute::default();
+        let zone = "projects/p/zones/z-a";
+        let insert = |c: &mut Compute, collection: &str, body: Value| {
+            let t = Target::parse(collection).expect("parses");
+            let reply = c.handle("POST", &t, &HashMap::new(), Some(body), None);
+            assert_eq!(reply.0, 200, "{}", reply.1);
+        };
+        insert(
+            &mut c,
+            &format!("{zone}/instanceGroups"),
+            json!({ "name": "g" }),
+        );
+        let mut members = Vec::new();
+        for i in 0..5 {
+            insert(
+                &mut c,
+                &format!("{zone}/instances"),
+                json!({ "name": format!("vm{i}") }),
+            );
+            members.push(json!({ "instance": format!("{zone}/instances/vm{i}") }));
+        }
+        let t = Target::parse(&format!("{zone}/instanceGroups/g/addInstances")).expect("parses");
+        let added = c.handle(
+            "POST",
+            &t,
+            &HashMap::new(),
+            Some(json!({ "instances": members })),
+            None,
+        );
+        assert_eq!(added.0, 200, "{}", added.1);
+
+        let list = format!("{zone}/instanceGroups/g/listInstances");
+        c.set_page_size(Some(2));
+        let first = get(&mut c, &list, &[]);
+        assert_eq!(names(&first), ["vm0", "vm1"]);
+        let t1 = token(&first).expect("more remain");
+        let second = get(&mut c, &list, &[("maxResults", "3"), ("pageToken", &t1)]);
+        assert_eq!(names(&second), ["vm2", "vm3"]);
+        let t2 = token(&second).expect("more remain");
+        let last = get(&mut c, &list, &[("pageToken", &t2)]);
+        assert_eq!(names(&last), ["vm4"]);
+        assert_eq!(token(&last), None);
+        assert_eq!(get(&mut c, &list, &[("maxResults", "501")]).0, 400);
+        let foreign = get(&mut c, NETWORKS, &[("pageToken", &t1)]);
+        assert_eq!(
+            foreign.0, 400,
+            "a listInstances token is not a networks token"
+        );
+    }
+}
