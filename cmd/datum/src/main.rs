@@ -15,7 +15,8 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "datum",
     version,
-    about = "Declare infrastructure as Kubernetes resources and run it for real"
+    about = "Declare infrastructure as Kubernetes resources and run it for real",
+    after_help = "Example: `datum up`, then in another terminal `datum deploy hello --image IMAGE` and `datum status`"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -107,8 +108,44 @@ fn report(error: &anyhow::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::report;
+    use super::{Cli, report};
     use anyhow::Context;
+    use clap::CommandFactory;
+
+    /// `--help` of every command, nested ones included, shows how it is used.
+    #[test]
+    fn every_commands_help_has_an_example() {
+        fn check(command: &mut clap::Command, path: &str, seen: &mut Vec<String>) {
+            let help = command.render_long_help().to_string();
+            assert!(
+                help.contains("Example") && help.contains(path),
+                "`{path} --help` shows an example:\n{help}"
+            );
+            seen.push(path.to_owned());
+            for sub in command.get_subcommands_mut() {
+                if sub.get_name() != "help" {
+                    let path = format!("{path} {}", sub.get_name());
+                    check(sub, &path, seen);
+                }
+            }
+        }
+        let mut cli = Cli::command();
+        let mut seen = Vec::new();
+        check(&mut cli, "datum", &mut seen);
+        for expected in [
+            "datum up",
+            "datum down",
+            "datum deploy",
+            "datum status",
+            "datum crds",
+            "datum provider new",
+        ] {
+            assert!(
+                seen.iter().any(|s| s == expected),
+                "{expected} is checked: {seen:?}"
+            );
+        }
+    }
 
     #[test]
     fn a_report_is_the_sentence_then_each_new_cause() {

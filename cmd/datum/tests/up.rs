@@ -185,7 +185,23 @@ fn up_serves_the_crds_down_stops_and_up_again_keeps_state() {
     );
     wait_for_ready_instances(&dir, 2);
     let _ = std::fs::remove_file(&workload);
-    down(&dir, &mut second);
+    // Ctrl-C stops it as cleanly as `datum down`: nothing of it keeps running.
+    let interrupted = Command::new("kill")
+        .args(["-INT", &second.0.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(interrupted.success());
+    let exit = second.0.wait().expect("datum up exits");
+    assert!(exit.success(), "datum up exited with {exit} on Ctrl-C");
+    assert!(
+        !dir.join("datum.pid").exists(),
+        "Ctrl-C removes the pid file"
+    );
+    let survivors = common::processes_mentioning(&dir);
+    assert!(
+        survivors.is_empty(),
+        "etcd, kube-apiserver and kube-controller-manager stop with it: pids {survivors:?}"
+    );
 
     // The default Location is the sim provider's: another provider is not switched in under
     // its Instances, and the refusal says what to run instead.
@@ -474,14 +490,11 @@ fn up_runs_the_seed_example_on_the_local_provider() {
         !mounts.contains(&home_text),
         "nothing is mounted under the state directory"
     );
-    let shims: Vec<String> = std::fs::read_dir("/proc")
-        .expect("/proc")
-        .filter_map(Result::ok)
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.contains(&home_text))
-        .collect();
-    assert!(shims.is_empty(), "no process of the run is left: {shims:?}");
+    let shims = common::processes_mentioning(&home);
+    assert!(
+        shims.is_empty(),
+        "no process of the run is left: pids {shims:?}"
+    );
 
     // Without a running datum, --purge refuses rather than strand what it cannot remove.
     std::fs::create_dir_all(&home).expect("a directory");

@@ -29,7 +29,8 @@ impl Leftovers {
     }
 }
 
-fn processes_mentioning(path: &Path) -> Vec<u32> {
+/// The processes (other than this one) whose command line mentions `path`.
+pub fn processes_mentioning(path: &Path) -> Vec<u32> {
     let needle = path.display().to_string();
     std::fs::read_dir("/proc")
         .into_iter()
