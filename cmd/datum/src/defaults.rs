@@ -5,9 +5,7 @@
 use std::path::Path;
 
 use anyhow::Context;
-use kube::api::{DynamicObject, Patch, PatchParams};
-use kube::core::GroupVersionKind;
-use kube::discovery::{Scope, pinned_kind};
+use kube::api::PatchParams;
 use kube::{Api, Client};
 use serde_json::json;
 
@@ -113,31 +111,9 @@ pub async fn apply(client: &Client, settings: &Settings<'_>) -> anyhow::Result<(
     ];
     let params = PatchParams::apply("datum-up");
     for value in objects {
-        let object: DynamicObject = serde_json::from_value(value)?;
-        let types = object
-            .types
-            .clone()
-            .context("defaults carry apiVersion and kind")?;
-        let (group, version) = types
-            .api_version
-            .split_once('/')
-            .unwrap_or(("", &types.api_version));
-        let gvk = GroupVersionKind::gvk(group, version, &types.kind);
-        let (resource, caps) = pinned_kind(client, &gvk).await?;
-        let api: Api<DynamicObject> = match (caps.scope, object.metadata.namespace.as_deref()) {
-            (Scope::Namespaced, Some(namespace)) => {
-                Api::namespaced_with(client.clone(), namespace, &resource)
-            }
-            _ => Api::all_with(client.clone(), &resource),
-        };
-        let name = object
-            .metadata
-            .name
-            .clone()
-            .context("defaults have names")?;
-        api.patch(&name, &params, &Patch::Apply(&object))
+        datum_testenv::apply_object(client, value, None, &params)
             .await
-            .with_context(|| format!("cannot create the default {} {name}", types.kind))?;
+            .context("cannot create the defaults")?;
     }
     Ok(())
 }

@@ -9,9 +9,7 @@ use anyhow::{Context, bail};
 use datum_api::compute::{Instance, Workload, labels};
 use datum_api::networking::Network;
 use indicatif::{ProgressBar, ProgressStyle};
-use kube::api::{DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use kube::core::GroupVersionKind;
-use kube::discovery::{Scope, pinned_kind};
+use kube::api::{ListParams, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
@@ -113,54 +111,21 @@ fn workload_from_flags(args: &DeployArgs, name: &str, image: &str) -> serde_json
     })
 }
 
-/// Applies one object with server-side apply; returns `(kind, namespace, name)`.
+/// Applies one object with server-side apply; a namespaced one without a namespace goes to
+/// `namespace`.
 async fn apply(
     client: &Client,
     value: serde_json::Value,
     namespace: &str,
-) -> anyhow::Result<(String, String, String)> {
-    let object: DynamicObject =
-        serde_json::from_value(value).context("an object needs apiVersion, kind and metadata")?;
-    let types = object
-        .types
-        .clone()
-        .context("every object needs apiVersion and kind")?;
-    let (group, version) = types
-        .api_version
-        .split_once('/')
-        .unwrap_or(("", &types.api_version));
-    let gvk = GroupVersionKind::gvk(group, version, &types.kind);
-    let (resource, caps) = pinned_kind(client, &gvk).await.with_context(|| {
-        format!(
-            "the cluster does not know {} {}; are the Datum CRDs installed (`datum crds | kubectl apply -f -`)?",
-            types.api_version, types.kind
-        )
-    })?;
-    let name = object
-        .metadata
-        .name
-        .clone()
-        .context("every object needs metadata.name")?;
-    let object_namespace = object
-        .metadata
-        .namespace
-        .clone()
-        .unwrap_or_else(|| namespace.to_owned());
-    let api: Api<DynamicObject> = match caps.scope {
-        Scope::Namespaced => Api::namespaced_with(client.clone(), &object_namespace, &resource),
-        Scope::Cluster => Api::all_with(client.clone(), &resource),
-    };
-    api.patch(&name, &PatchParams::apply(MANAGER), &Patch::Apply(&object))
+) -> anyhow::Result<datum_testenv::Applied> {
+    datum_testenv::apply_object(client, value, Some(namespace), &PatchParams::apply(MANAGER))
         .await
         .map_err(|e| match e {
-            kube::Error::Api(status) => {
-                anyhow::anyhow!("{} {name} was rejected: {}", types.kind, status.message)
-            }
-            other => {
-                anyhow::Error::new(other).context(format!("cannot apply {} {name}", types.kind))
-            }
-        })?;
-    Ok((types.kind, object_namespace, name))
+            datum_testenv::Error::UnknownKind(kind) => anyhow::anyhow!(
+                "the cluster does not know {kind}; are the Datum CRDs installed (`datum crds | kubectl apply --server-side -f -`)?"
+            ),
+            other => anyhow::Error::new(other),
+        })
 }
 
 /// Makes the Network `name` (automatic IPAM) when the namespace has none by that name.
@@ -194,10 +159,12 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
             if value.is_null() {
                 continue;
             }
-            let (kind, ns, name) = apply(&client, value, &namespace).await?;
-            eprintln!("applied {kind} {ns}/{name}");
-            if kind == "Workload" {
-                workloads.push((ns, name));
+            let applied = apply(&client, value, &namespace).await?;
+            eprintln!("applied {applied}");
+            if applied.kind == "Workload"
+                && let Some(ns) = applied.namespace
+            {
+                workloads.push((ns, applied.name));
             }
         }
     } else {
@@ -205,10 +172,9 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
             bail!("give a NAME and --image, or -f FILE");
         };
         ensure_network(&client, &namespace, &args.network).await?;
-        let (_, ns, name) =
-            apply(&client, workload_from_flags(&args, name, image), &namespace).await?;
-        eprintln!("applied Workload {ns}/{name}");
-        workloads.push((ns, name));
+        let applied = apply(&client, workload_from_flags(&args, name, image), &namespace).await?;
+        eprintln!("applied {applied}");
+        workloads.push((namespace.clone(), applied.name));
     }
     if args.timeout.is_zero() {
         return Ok(());

@@ -454,7 +454,32 @@ fn up_runs_the_seed_example_on_the_local_provider() {
     }
     assert!(shown.contains("Ready"), "{shown}");
 
-    // Bad input gets one clear sentence.
+    // Bad input gets one clear sentence: an invalid manifest names the field, an unknown
+    // kind says so.
+    let invalid = dir.join("invalid.yaml");
+    std::fs::write(
+        &invalid,
+        "apiVersion: compute.datumapis.com/v1alpha\nkind: Workload\nmetadata: {name: broken}\nspec: {template: {spec: {runtime: {resources: {instanceType: x}}, networkInterfaces: []}}}\n---\napiVersion: example.org/v1\nkind: Gadget\nmetadata: {name: g}\n",
+    )
+    .expect("writable");
+    let rejected = datum(&home, &["deploy", "-f", invalid.to_str().expect("UTF-8")]);
+    let said = String::from_utf8_lossy(&rejected.stderr).into_owned();
+    assert!(!rejected.status.success(), "{said}");
+    assert!(
+        said.contains("Workload default/broken was rejected") && said.contains("spec.placements"),
+        "the rejection names the object and the field: {said}"
+    );
+    std::fs::write(
+        &invalid,
+        "apiVersion: example.org/v1\nkind: Gadget\nmetadata: {name: g}\n",
+    )
+    .expect("writable");
+    let unknown = datum(&home, &["deploy", "-f", invalid.to_str().expect("UTF-8")]);
+    let said = String::from_utf8_lossy(&unknown.stderr).into_owned();
+    assert!(
+        !unknown.status.success() && said.contains("does not know example.org/v1 Gadget"),
+        "{said}"
+    );
     let missing = datum(&home, &["status", "nope"]);
     assert!(!missing.status.success());
     assert!(

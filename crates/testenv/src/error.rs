@@ -39,6 +39,10 @@ pub enum Error {
     StartFailed(String),
     #[error("cannot apply the manifest: {0}")]
     Manifest(String),
+    #[error("the API server does not serve {0}")]
+    UnknownKind(String),
+    #[error("{object} was rejected: {message}")]
+    Rejected { object: String, message: String },
     #[error("failed to restart {name}: {detail}")]
     Restart { name: &'static str, detail: String },
 }

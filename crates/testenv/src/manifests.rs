@@ -1,6 +1,8 @@
-//! Applying YAML manifests of any kind (RBAC files, Deployments, Datum objects) the way
-//! `kubectl apply --server-side --force-conflicts` does, for tests that install what
-//! `config/` ships.
+//! Applying objects of any kind (RBAC files, Deployments, Datum objects) with server-side
+//! apply, as `kubectl apply --server-side` does: for tests that install what `config/` ships,
+//! and for `datum up`'s defaults and `datum deploy -f`.
+
+use std::fmt;
 
 use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
@@ -9,55 +11,109 @@ use kube::{Api, Client};
 
 use crate::Error;
 
+/// An object that was applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    /// Its kind, e.g. `Workload`.
+    pub kind: String,
+    /// Its namespace; `None` for cluster-scoped kinds.
+    pub namespace: Option<String>,
+    /// Its name.
+    pub name: String,
+}
+
+impl fmt::Display for Applied {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(namespace) => write!(f, "{} {namespace}/{}", self.kind, self.name),
+            None => write!(f, "{} {}", self.kind, self.name),
+        }
+    }
+}
+
+/// Server-side applies one object given as JSON. A namespaced object without a namespace
+/// goes to `default_namespace` (an error when that is `None` too).
+///
+/// Errors: [`Error::Manifest`] for something that is not an object, [`Error::UnknownKind`]
+/// when the API server does not serve its kind, [`Error::Rejected`] with the API server's
+/// own message when it refuses it.
+pub async fn apply_object(
+    client: &Client,
+    value: serde_json::Value,
+    default_namespace: Option<&str>,
+    params: &PatchParams,
+) -> Result<Applied, Error> {
+    let object: DynamicObject = serde_json::from_value(value)
+        .map_err(|e| Error::Manifest(format!("not a Kubernetes object: {e}")))?;
+    let types = object
+        .types
+        .clone()
+        .ok_or_else(|| Error::Manifest("an object without apiVersion and kind".into()))?;
+    let name = object
+        .metadata
+        .name
+        .clone()
+        .ok_or_else(|| Error::Manifest(format!("a {} without metadata.name", types.kind)))?;
+    let (group, version) = types
+        .api_version
+        .split_once('/')
+        .unwrap_or(("", &types.api_version));
+    let gvk = GroupVersionKind::gvk(group, version, &types.kind);
+    let (resource, caps) = pinned_kind(client, &gvk)
+        .await
+        .map_err(|_| Error::UnknownKind(format!("{} {}", types.api_version, types.kind)))?;
+    let (api, namespace): (Api<DynamicObject>, _) = match caps.scope {
+        Scope::Namespaced => {
+            let namespace = object
+                .metadata
+                .namespace
+                .as_deref()
+                .or(default_namespace)
+                .ok_or_else(|| {
+                    Error::Manifest(format!("{} {name} names no namespace", types.kind))
+                })?
+                .to_owned();
+            (
+                Api::namespaced_with(client.clone(), &namespace, &resource),
+                Some(namespace),
+            )
+        }
+        Scope::Cluster => (Api::all_with(client.clone(), &resource), None),
+    };
+    let applied = Applied {
+        kind: types.kind,
+        namespace,
+        name,
+    };
+    match api
+        .patch(&applied.name, params, &Patch::Apply(&object))
+        .await
+    {
+        Ok(_) => Ok(applied),
+        Err(kube::Error::Api(status)) => Err(Error::Rejected {
+            object: applied.to_string(),
+            message: status.message,
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Server-side applies every object in `yaml` (documents separated by `---`; empty ones are
 /// skipped) as field manager `manager`, taking over conflicting fields. Namespaced objects
-/// must name their namespace. Returns `Kind namespace/name` of each, in order.
+/// must name their namespace.
 pub async fn apply_manifests(
     client: &Client,
     yaml: &str,
     manager: &str,
-) -> Result<Vec<String>, Error> {
+) -> Result<Vec<Applied>, Error> {
     let params = PatchParams::apply(manager).force();
     let mut applied = Vec::new();
     for document in serde_yaml::Deserializer::from_str(yaml) {
         let value: serde_json::Value = serde::Deserialize::deserialize(document)
             .map_err(|e| Error::Manifest(format!("not YAML: {e}")))?;
-        if value.is_null() {
-            continue;
+        if !value.is_null() {
+            applied.push(apply_object(client, value, None, &params).await?);
         }
-        let object: DynamicObject = serde_json::from_value(value)
-            .map_err(|e| Error::Manifest(format!("not a Kubernetes object: {e}")))?;
-        let types = object
-            .types
-            .clone()
-            .ok_or_else(|| Error::Manifest("an object without apiVersion and kind".into()))?;
-        let name =
-            object.metadata.name.clone().ok_or_else(|| {
-                Error::Manifest(format!("a {} without metadata.name", types.kind))
-            })?;
-        let (group, version) = types
-            .api_version
-            .split_once('/')
-            .unwrap_or(("", &types.api_version));
-        let gvk = GroupVersionKind::gvk(group, version, &types.kind);
-        let (resource, caps) = pinned_kind(client, &gvk).await?;
-        let (api, at): (Api<DynamicObject>, String) = match caps.scope {
-            Scope::Namespaced => {
-                let namespace = object.metadata.namespace.as_deref().ok_or_else(|| {
-                    Error::Manifest(format!("{} {name} names no namespace", types.kind))
-                })?;
-                (
-                    Api::namespaced_with(client.clone(), namespace, &resource),
-                    format!("{namespace}/{name}"),
-                )
-            }
-            Scope::Cluster => (Api::all_with(client.clone(), &resource), name.clone()),
-        };
-        let applied_as = format!("{} {at}", types.kind);
-        api.patch(&name, &params, &Patch::Apply(&object))
-            .await
-            .map_err(|e| Error::Manifest(format!("{applied_as}: {e}")))?;
-        applied.push(applied_as);
     }
     Ok(applied)
 }
