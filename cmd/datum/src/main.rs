@@ -4,6 +4,7 @@ mod connect;
 mod crds;
 mod defaults;
 mod deploy;
+mod logs;
 mod provider_new;
 mod purge;
 mod status;
@@ -46,6 +47,11 @@ enum Command {
     ///
     /// Example: `datum status` or `datum status hello`
     Status(status::StatusArgs),
+    /// Print the output of a Workload's instances that run on this machine's local provider
+    /// (containers' stdout and stderr, VMs' serial consoles), optionally following it.
+    ///
+    /// Example: `datum logs hello --follow`
+    Logs(logs::LogsArgs),
     /// Print the Datum CRDs as YAML, or write one file per CRD into a directory.
     ///
     /// Example: `datum crds | kubectl apply -f -` or `datum crds --write config/crd`
@@ -74,6 +80,7 @@ async fn main() -> std::process::ExitCode {
         Command::Down(args) => up::down(args).await,
         Command::Deploy(args) => deploy::deploy(args).await,
         Command::Status(args) => status::status(args).await,
+        Command::Logs(args) => logs::logs(args).await,
         Command::Crds(args) => crds::crds(args),
         Command::Provider(command) => provider_new::provider(command),
     };
@@ -137,6 +144,7 @@ mod tests {
             "datum down",
             "datum deploy",
             "datum status",
+            "datum logs",
             "datum crds",
             "datum provider new",
         ] {

@@ -316,6 +316,25 @@ fn datum(dir: &Path, args: &[&str]) -> std::process::Output {
         .expect("datum runs")
 }
 
+/// Runs `datum args` until it succeeds with output `probe` accepts (bounded, as a safety
+/// net); returns that output.
+fn wait_datum(dir: &Path, args: &[&str], probe: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let output = datum(dir, args);
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        if output.status.success() && probe(&stdout) {
+            return stdout;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gave up waiting for `datum {args:?}`:\n{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
 /// Waits (bounded, as a safety net) until `probe` holds for `kubectl get` output.
 fn wait_kubectl(dir: &Path, args: &[&str], what: &str, probe: impl Fn(&str) -> bool) -> String {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
@@ -453,6 +472,98 @@ fn up_runs_the_seed_example_on_the_local_provider() {
         assert!(shown.contains(address), "status shows {address}:\n{shown}");
     }
     assert!(shown.contains("Ready"), "{shown}");
+
+    // `datum logs`: what a container writes, prefixed with instance and container, the last
+    // lines first, then followed as it is written.
+    let talker = dir.join("talker.yaml");
+    std::fs::write(
+        &talker,
+        format!(
+            "apiVersion: compute.datumapis.com/v1alpha
+kind: Workload
+metadata: {{name: talker}}
+spec:
+  template:
+    spec:
+      runtime:
+        resources: {{instanceType: datumcloud/d1-standard-2}}
+        sandbox:
+          containers:
+          - name: app
+            image: {}
+            command: [/bin/sh, -c]
+            args: ['i=0; while :; do echo \"tick $i\"; i=$((i+1)); sleep 1; done']
+      networkInterfaces:
+      - network: {{name: default}}
+  placements:
+  - name: default
+    locations: [{{name: local}}]
+    scaleSettings: {{minReplicas: 1}}
+",
+            registry.image()
+        ),
+    )
+    .expect("writable");
+    let applied = datum(&home, &["deploy", "-f", talker.to_str().expect("UTF-8")]);
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    let shown = wait_datum(&home, &["logs", "talker", "--tail", "2"], |out| {
+        out.contains("tick 2")
+    });
+    let lines: Vec<&str> = shown.lines().collect();
+    assert_eq!(lines.len(), 2, "--tail 2 shows two lines: {shown}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.starts_with("talker-default-local-0/app | tick ")),
+        "each line says where it came from: {shown}"
+    );
+    let ticks = |text: &str| -> Vec<u32> {
+        text.lines()
+            .filter_map(|l| l.rsplit("tick ").next()?.parse().ok())
+            .collect()
+    };
+    let mut follower = Command::new(env!("CARGO_BIN_EXE_datum"))
+        .args(["logs", "talker", "--follow", "--tail", "1", "--data-dir"])
+        .arg(&home)
+        .env_remove("KUBECONFIG")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("datum logs runs");
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    let stdout = follower.stdout.take().expect("piped");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Bounded, as a safety net: a follower that prints nothing fails the test, not hangs it.
+    let followed: Vec<String> = (0..3)
+        .map_while(|_| {
+            lines_rx
+                .recv_timeout(std::time::Duration::from_secs(30))
+                .ok()
+        })
+        .collect();
+    let _ = follower.kill();
+    let _ = follower.wait();
+    let seen = ticks(&followed.join("\n"));
+    assert!(
+        seen.len() == 3 && seen.windows(2).all(|w| w[1] == w[0] + 1),
+        "--follow prints each new line as it is written: {followed:?}"
+    );
+    let none = datum(&home, &["logs", "nobody"]);
+    assert!(
+        !none.status.success()
+            && String::from_utf8_lossy(&none.stderr).contains("no instances of Workload nobody"),
+        "{}",
+        String::from_utf8_lossy(&none.stderr)
+    );
 
     // Bad input gets one clear sentence: an invalid manifest names the field, an unknown
     // kind says so.

@@ -403,7 +403,7 @@ impl LocalHost {
         let (instance_netns, planned) = self.ensure_interfaces(r).await?;
         let fields = instance_fields(r, &planned);
         let dir = self.instance_dir(&r.external_name);
-        let logs = dir.join("logs");
+        let logs = crate::logs::container_logs_dir(&self.state_dir, &r.external_name);
         std::fs::create_dir_all(&logs).map_err(io(&logs))?;
         let volume_dirs = crate::volumes::write_all(
             self.kube.as_ref(),

@@ -27,6 +27,7 @@
 //! | [`instance`] | instances as containers: observe / create / update / delete |
 //! | [`network`] | Location namespaces, bridges, attachments; NetworkContext and Subnet |
 //! | [`ipam`] | the fallback address allocator (IPAM's assignments come first) |
+//! | [`logs`] | where instances' output is kept (containers' logs, VMs' serial consoles) |
 //! | [`vm`] | instances as QEMU virtual machines: disks, NoCloud seeds, QMP |
 
 pub mod bridge;
@@ -36,6 +37,7 @@ pub mod firewall;
 pub mod image;
 pub mod instance;
 pub mod ipam;
+pub mod logs;
 pub mod names;
 pub mod netns;
 pub mod network;
