@@ -18,6 +18,7 @@
 //! | [`http`] | the HTTPS (or loopback HTTP) transport |
 //! | [`compute`] | the REST client: errors, request IDs, per-project rate limit, and one module per resource |
 //! | [`operations`] | polling zone / region / global operations to `DONE` |
+//! | [`paging`] | reading a Google list to its last page (`nextPageToken`), for every list call |
 //! | [`location`] | where a resource goes: project, region, zone from the Location |
 //! | [`cloud_init`] | the `user-data` of VMs and of Container-Optimized OS sandbox hosts |
 //! | [`ssh_keys`] | the `compute.datumapis.com/ssh-keys` annotation → `ssh-keys` metadata |
@@ -35,6 +36,7 @@ pub mod http;
 pub mod location;
 pub mod monitoring;
 pub mod operations;
+pub mod paging;
 pub mod provider;
 pub mod secret_manager;
 pub mod ssh_keys;

@@ -12,9 +12,10 @@
 //! `projects.timeSeries.list` once per metric for every running instance of the project
 //! observed recently (`resource.labels.instance_id = one_of(...)`, 100 IDs a request),
 //! mean-aligned over 60 s across the last five minutes (Monitoring shows a sample up to
-//! 240 s late), newest point kept. Until then observes read the cache, so each instance is
-//! asked about at most once per interval; an instance first seen mid-round waits for the
-//! next round. Every request takes a token from the project's rate-limit bucket.
+//! 240 s late), newest point kept, every page of the answer read. Until then observes
+//! read the cache, so each instance is asked about at most once per interval; an instance
+//! first seen mid-round waits for the next round. Every request (each page is one) takes a
+//! token from the project's rate-limit bucket.
 //!
 //! **Failure.** Monitoring never fails a reconcile: a failed or slow round (more than
 //! [`DEADLINE`]) is logged at debug and the previous figures stay, so `status.usage`
@@ -30,6 +31,7 @@ use serde_json::Value;
 
 use crate::auth::form_encode as encode;
 use crate::compute::{ApiError, Compute};
+use crate::paging::every_page;
 
 /// CPU utilisation of a Compute Engine instance, a fraction of its vCPUs.
 pub const CPU_UTILIZATION: &str = "compute.googleapis.com/instance/cpu/utilization";
@@ -39,8 +41,6 @@ pub const MEMORY_PERCENT_USED: &str = "agent.googleapis.com/memory/percent_used"
 pub const DEADLINE: Duration = Duration::from_secs(10);
 /// Instance IDs per `timeSeries.list` request (keeps the filter short).
 const BATCH: usize = 100;
-/// Pages followed per request.
-const MAX_PAGES: usize = 10;
 
 /// The figures of each project's instances and when each project's round started.
 #[derive(Debug)]
@@ -216,37 +216,31 @@ impl Compute {
             "{}/v3/projects/{project}/timeSeries",
             self.settings.monitoring_endpoint.trim_end_matches('/')
         );
-        let mut query = vec![
+        let query = [
             ("filter", encode(&filter)),
             ("interval.startTime", encode(&start.to_string())),
             ("interval.endTime", encode(&end.to_string())),
             ("aggregation.alignmentPeriod", "60s".to_owned()),
             ("aggregation.perSeriesAligner", "ALIGN_MEAN".to_owned()),
         ];
-        let mut values = Vec::new();
-        for _ in 0..MAX_PAGES {
-            let reply = self
-                .send(http::Method::GET, &url, project, &query, None)
-                .await?;
-            values.extend(newest_points(&reply));
-            match reply["nextPageToken"].as_str().filter(|t| !t.is_empty()) {
-                Some(token) => {
-                    query.retain(|(k, _)| *k != "pageToken");
-                    query.push(("pageToken", encode(token)));
-                }
-                None => break,
+        let series = every_page("timeSeries", |token| {
+            let mut query = query.to_vec();
+            query.extend(token.map(|t| ("pageToken", encode(&t))));
+            let url = &url;
+            async move {
+                self.send(http::Method::GET, url, project, &query, None)
+                    .await
             }
-        }
-        Ok(values)
+        })
+        .await?;
+        Ok(newest_points(&series))
     }
 }
 
 /// `(instance_id, value)` of each series' newest point (the API lists points newest first).
-fn newest_points(reply: &Value) -> Vec<(String, f64)> {
-    reply["timeSeries"]
-        .as_array()
-        .into_iter()
-        .flatten()
+fn newest_points(series: &[Value]) -> Vec<(String, f64)> {
+    series
+        .iter()
         .filter_map(|series| {
             let id = series["resource"]["labels"]["instance_id"].as_str()?;
             let value = &series["points"][0]["value"];
@@ -274,13 +268,13 @@ mod tests {
 
     #[test]
     fn newest_point_per_instance() {
-        let reply = json!({ "timeSeries": [
-            { "resource": { "labels": { "instance_id": "1" } },
-              "points": [{ "value": { "doubleValue": 0.75 } }, { "value": { "doubleValue": 0.1 } }] },
-            { "resource": { "labels": { "instance_id": "2" } }, "points": [] },
-        ]});
-        assert_eq!(newest_points(&reply), vec![("1".to_owned(), 0.75)]);
-        assert!(newest_points(&json!({})).is_empty());
+        let series = [
+            json!({ "resource": { "labels": { "instance_id": "1" } },
+              "points": [{ "value": { "doubleValue": 0.75 } }, { "value": { "doubleValue": 0.1 } }] }),
+            json!({ "resource": { "labels": { "instance_id": "2" } }, "points": [] }),
+        ];
+        assert_eq!(newest_points(&series), vec![("1".to_owned(), 0.75)]);
+        assert!(newest_points(&[]).is_empty());
         assert_eq!(percent(0.755 * 100.0), 76);
         assert_eq!(percent(f64::NAN), 0);
         assert_eq!(encode("a = \"b\""), "a%20%3D%20%22b%22");

@@ -11,7 +11,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
+use crate::auth::form_encode;
 use crate::compute::{ApiError, Compute};
+use crate::paging::every_page;
 
 /// The role that lets a VM read a secret's versions.
 pub const ACCESSOR_ROLE: &str = "roles/secretmanager.secretAccessor";
@@ -107,25 +109,27 @@ impl Compute {
         .map(|_| ())
     }
 
-    /// The IDs of the secrets labelled `key=value`.
+    /// The IDs of the secrets labelled `key=value`, page by page to the last
+    /// ([`every_page`]; Secret Manager may page however many secrets it holds).
     pub async fn secrets_labelled(
         &self,
         project: &str,
         key: &str,
         value: &str,
     ) -> Result<Vec<String>, ApiError> {
-        let reply = self
-            .secrets_call(
-                http::Method::GET,
-                &format!("projects/{project}/secrets"),
-                &[("filter", format!("labels.{key}={value}"))],
-                None,
-            )
-            .await?;
-        Ok(reply["secrets"]
-            .as_array()
-            .into_iter()
-            .flatten()
+        let list = format!("projects/{project}/secrets");
+        let secrets = every_page("secrets", |token| {
+            let mut query = vec![("filter", format!("labels.{key}={value}"))];
+            query.extend(token.map(|t| ("pageToken", form_encode(&t))));
+            let list = &list;
+            async move {
+                self.secrets_call(http::Method::GET, list, &query, None)
+                    .await
+            }
+        })
+        .await?;
+        Ok(secrets
+            .iter()
             .filter_map(|s| s["name"].as_str()?.rsplit('/').next().map(str::to_owned))
             .collect())
     }

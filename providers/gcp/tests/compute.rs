@@ -1,6 +1,7 @@
 //! Focused tests of the Compute Engine client against the fake, without Kubernetes:
 //! operations polled to `DONE`, adoption on `409`, `404` on delete, quota errors quoted,
-//! no secret in instance metadata, and lists read to their last page.
+//! no secret in instance metadata, and lists (Compute Engine's and Secret Manager's) read to
+//! their last page.
 
 mod common;
 
@@ -727,4 +728,62 @@ async fn group_members_are_read_page_by_page() {
         .await
         .expect("leaves");
     assert!(compute.group_is_empty(&plan).await.expect("lists"));
+}
+
+/// The secrets of an unused template are found page by page (`secrets.list`): with Secret
+/// Manager's pages cut to two secrets, all five of the template's are listed, and
+/// collecting the template deletes every one of them — the one on the last page too —
+/// while another template's secret stays.
+#[tokio::test]
+async fn a_templates_secrets_are_read_page_by_page_and_all_collected() {
+    use datum_provider_gcp::compute::instance_templates::{LABEL, PREFIX, description};
+
+    let fake = Fake::start(1).await;
+    let compute = common::connect(&fake.healthy).await;
+    let zone = "us-central1-a";
+    let template = format!("{PREFIX}unused");
+    fake.fake.with_compute(|c| {
+        c.seed(
+            &format!("projects/{PROJECT}/global/instanceTemplates/{template}"),
+            json!({ "name": template, "description": description("ns", zone) }),
+        );
+    });
+    let ids: Vec<String> = (0..5).map(|i| format!("{template}-v{i}")).collect();
+    for id in &ids {
+        compute
+            .put_secret(PROJECT, id, b"data", &json!({ LABEL: template }))
+            .await
+            .expect("stored");
+    }
+    let kept = format!("projects/{PROJECT}/secrets/{PREFIX}other-v0");
+    compute
+        .put_secret(
+            PROJECT,
+            &format!("{PREFIX}other-v0"),
+            b"data",
+            &json!({ LABEL: format!("{PREFIX}other") }),
+        )
+        .await
+        .expect("stored");
+    fake.fake.with_secrets(|s| s.set_page_size(Some(2)));
+
+    let found = compute
+        .secrets_labelled(PROJECT, LABEL, &template)
+        .await
+        .expect("lists");
+    assert_eq!(found, ids, "three pages of at most two");
+
+    compute
+        .collect_templates(PROJECT, zone, "ns")
+        .await
+        .expect("collects");
+    assert_eq!(
+        fake.fake.with_secrets(|s| s.names()),
+        [kept],
+        "every secret of the template went, the last page's too"
+    );
+    assert!(
+        !fake.names().contains(&template),
+        "the template went after its secrets"
+    );
 }

@@ -1,8 +1,8 @@
 //! Usage figures from Cloud Monitoring: a running VM's CPU utilisation (and Ops Agent
 //! memory) becomes its Instance's `status.usage`, fetched per project at most once per
-//! interval for every instance at once; a Monitoring outage keeps the last figures, fails
-//! nothing, and leaves Instances Ready; and Datum's autoscaler scales a GCP workload from
-//! the figures.
+//! interval for every instance at once, every page of series read; a Monitoring outage
+//! keeps the last figures, fails nothing, and leaves Instances Ready; and Datum's
+//! autoscaler scales a GCP workload from the figures.
 //!
 //! Its own test binary: the control-plane test's Location is cluster-wide.
 
@@ -204,6 +204,62 @@ async fn a_round_asks_about_every_instance_of_the_project_in_one_request() {
             cpu_utilization: Some(90),
             memory_utilization: Some(40),
         })
+    );
+}
+
+/// Series spread over pages are all read: with Monitoring's pages cut to one series, a
+/// round over three instances takes three pages per metric, and every instance gets its
+/// figures — the one whose series comes last too.
+#[tokio::test]
+async fn a_round_reads_every_page_of_series() {
+    let fake = Fake::start(1).await;
+    let interval = Duration::from_millis(400);
+    let compute = connect(&fake, interval).await;
+    let settings = common::location_settings();
+    let spec = spec();
+    let uids = ["p1", "p2", "p3"];
+    let resources: Vec<_> = uids
+        .iter()
+        .map(|uid| resource(&spec, &settings, uid))
+        .collect();
+    for (i, (uid, r)) in uids.iter().zip(&resources).enumerate() {
+        compute.create(r).await.expect("created");
+        let figures = Figures {
+            cpu: Some(0.1 * (i + 1) as f64),
+            memory_percent: Some(10.0 * (i + 1) as f64),
+        };
+        fake.fake
+            .with_monitoring(|m| m.set_usage(&path(uid), Some(figures)));
+    }
+    for r in &resources {
+        running(&compute, r).await;
+    }
+
+    // All three seen: the next round reads them from pages of one series.
+    fake.fake.with_monitoring(|m| m.set_page_size(Some(1)));
+    tokio::time::sleep(interval).await;
+    let before = queries(&fake).len();
+    let mut usage = Vec::new();
+    for r in &resources {
+        usage.push(observe(&compute, r).await.1);
+    }
+    let expected: Vec<Option<Usage>> = [(10, 10), (20, 20), (30, 30)]
+        .into_iter()
+        .map(|(cpu, memory)| {
+            Some(Usage {
+                cpu_utilization: Some(cpu),
+                memory_utilization: Some(memory),
+            })
+        })
+        .collect();
+    assert_eq!(
+        usage, expected,
+        "every instance's figures, the last page's too"
+    );
+    assert_eq!(
+        queries(&fake).len(),
+        before + 6,
+        "three pages of CPU and three of memory"
     );
 }
 

@@ -13,7 +13,7 @@
 //! | [`health`] | instance group membership, backend service health, the "port answers" test hook |
 //! | [`secret_manager`] | secrets, versions, IAM policies |
 //! | [`monitoring`] | CPU and memory figures per instance, `timeSeries.list` and its filter |
-//! | [`paging`] | Compute Engine list paging: `maxResults`, `pageToken`, `nextPageToken`, the page size test hook |
+//! | [`paging`] | list paging of Compute Engine (`maxResults`), Secret Manager and Monitoring (`pageSize`): `pageToken`, `nextPageToken`, the page size test hooks |
 //! | [`token`] | the JWT-bearer token endpoint |
 //! | [`sts`] | Workload Identity Federation: STS token exchange and `generateAccessToken` |
 //! | [`faults`] | injectable errors and hangs |

@@ -21,8 +21,15 @@
 //! interval (or its alignment period, with an aligner); `timeSeries` is omitted when
 //! nothing matches, as proto3 JSON omits empty lists.
 //!
+//! **Paging** ([`crate::paging`]). `pageSize` absent, 0 or above [`MAX_PAGE_SIZE`] is
+//! [`MAX_PAGE_SIZE`] (each series has one point, so series and points count alike);
+//! `nextPageToken` while series remain, a `pageToken` good for the same project and filter
+//! only. Series come in the order of their instance's path, then metric labels.
+//! [`Monitoring::set_page_size`] is the test hook that makes pages smaller than asked.
+//!
 //! **Errors** (`google.rpc.Status`): `400 INVALID_ARGUMENT` for a bad or missing filter, a
-//! missing `interval.endTime` or a malformed `aggregation.alignmentPeriod`; `403
+//! missing `interval.endTime`, a malformed `aggregation.alignmentPeriod`, a negative
+//! `pageSize` or a `pageToken` this fake did not issue for the list; `403
 //! PERMISSION_DENIED` for a project whose `monitoring.timeSeries.list` the test withdrew
 //! ([`Monitoring::deny`]); `404 NOT_FOUND` for a project the fake has no resource in, and
 //! for a metric type it does not know.
@@ -32,12 +39,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde_json::json;
 
 use crate::compute::{Compute, Reply};
-use crate::errors;
+use crate::{errors, paging};
 
 /// CPU utilization of a Compute Engine instance, a fraction of its vCPUs.
 pub const CPU_UTILIZATION: &str = "compute.googleapis.com/instance/cpu/utilization";
 /// Memory in use as the Ops Agent reports it, percent, per `state`.
 pub const MEMORY_PERCENT_USED: &str = "agent.googleapis.com/memory/percent_used";
+/// The most points a page holds, and the page size when `pageSize` is absent or 0.
+pub const MAX_PAGE_SIZE: usize = 100_000;
 
 /// What Cloud Monitoring knows of one instance.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -56,7 +65,9 @@ pub struct Monitoring {
     figures: HashMap<String, Figures>,
     /// Projects whose `monitoring.timeSeries.list` is denied.
     denied: BTreeSet<String>,
-    /// Every `timeSeries.list` answered, as the filter it carried.
+    /// The test hook's cap on list pages.
+    page_size: Option<usize>,
+    /// Every `timeSeries.list` page answered, as the filter it carried.
     pub queries: Vec<String>,
 }
 
@@ -78,6 +89,12 @@ impl Monitoring {
         } else {
             self.denied.remove(project);
         }
+    }
+
+    /// Test hook: every `timeSeries.list` page holds at most `size` series (at least 1),
+    /// whatever `pageSize` asks; `None` restores pages of `pageSize`.
+    pub fn set_page_size(&mut self, size: Option<usize>) {
+        self.page_size = size.map(|s| s.max(1));
     }
 
     /// Answers one call; `path` is below `/v3/`.
@@ -175,6 +192,12 @@ impl Monitoring {
                     );
                 }
             };
+        // A token is good for the same project and filter only.
+        let list = format!("projects/{project}/timeSeries?filter={filter_text}");
+        let cursor = match paging::page_size_cursor(&list, query, MAX_PAGE_SIZE, self.page_size) {
+            Ok(cursor) => cursor,
+            Err(reply) => return reply,
+        };
         self.queries.push(filter_text.to_owned());
         let mut series = Vec::new();
         for (path, figures) in &self.figures {
@@ -222,20 +245,26 @@ impl Monitoring {
                     Some(_) => json!({ "startTime": start, "endTime": end }),
                     None => json!({ "startTime": end, "endTime": end }),
                 };
-                series.push(json!({
+                let key = format!("{path} {metric_labels:?}");
+                series.push((key, json!({
                     "metric": { "type": metric_type, "labels": metric_labels },
                     "resource": { "type": "gce_instance", "labels": resource_labels },
                     "metricKind": "GAUGE",
                     "valueType": "DOUBLE",
                     "points": [{ "interval": interval, "value": { "doubleValue": point_value } }],
-                }));
+                })));
             }
         }
-        if series.is_empty() {
-            (200, json!({}))
-        } else {
-            (200, json!({ "timeSeries": series }))
+        let page = cursor.page(series);
+        // proto3 JSON omits empty lists and empty strings.
+        let mut reply = json!({});
+        if !page.items.is_empty() {
+            reply["timeSeries"] = json!(page.items);
         }
+        if let Some(token) = page.next_page_token {
+            reply["nextPageToken"] = json!(token);
+        }
+        (200, reply)
     }
 }
 
@@ -462,6 +491,98 @@ mod tests {
         let series = body["timeSeries"].as_array().expect("series");
         assert_eq!(series.len(), 1);
         assert_eq!(series[0]["points"][0]["value"]["doubleValue"], 40.0);
+    }
+
+    /// `instance_name`s of a page's series, and its token.
+    fn page(reply: &Reply) -> (Vec<String>, Option<String>) {
+        assert_eq!(reply.0, 200, "{}", reply.1);
+        let names = reply.1["timeSeries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| {
+                s["metric"]["labels"]["instance_name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect();
+        (names, reply.1["nextPageToken"].as_str().map(str::to_owned))
+    }
+
+    #[test]
+    fn series_are_paged_in_instance_order_with_a_token_only_while_series_remain() {
+        let mut compute = Compute::default();
+        let mut m = Monitoring::default();
+        for i in (0..5).rev() {
+            let path = format!("projects/p/zones/us-central1-a/instances/vm-{i}");
+            compute.seed(&path, json!({ "name": format!("vm-{i}") }));
+            m.set_usage(
+                &path,
+                Some(Figures {
+                    cpu: Some(0.5),
+                    memory_percent: None,
+                }),
+            );
+        }
+        let cpu = format!("metric.type = \"{CPU_UTILIZATION}\"");
+        let ask = |m: &mut Monitoring, extra: &[(&str, &str)]| {
+            let mut q = query(&cpu);
+            q.extend(
+                extra
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+            );
+            m.handle("GET", "projects/p/timeSeries", &q, &compute)
+        };
+        let (first, t1) = page(&ask(&mut m, &[("pageSize", "2")]));
+        assert_eq!(first, ["vm-0", "vm-1"]);
+        let t1 = t1.expect("more remain");
+        let (second, t2) = page(&ask(&mut m, &[("pageSize", "2"), ("pageToken", &t1)]));
+        assert_eq!(second, ["vm-2", "vm-3"]);
+        let (last, none) = page(&ask(
+            &mut m,
+            &[("pageSize", "2"), ("pageToken", &t2.expect("more"))],
+        ));
+        assert_eq!((last, none), (vec!["vm-4".to_owned()], None));
+        for size in ["0", "5", "100000", "100001"] {
+            let (all, token) = page(&ask(&mut m, &[("pageSize", size)]));
+            assert_eq!((all.len(), token), (5, None), "pageSize={size}");
+        }
+        assert_eq!(m.queries.len(), 7, "one query per page answered");
+
+        // The hook caps pages whatever pageSize asks.
+        m.set_page_size(Some(1));
+        let (one, t) = page(&ask(&mut m, &[("pageSize", "100000")]));
+        assert_eq!(one, ["vm-0"]);
+        let (next, _) = page(&ask(&mut m, &[("pageToken", &t.expect("more remain"))]));
+        assert_eq!(next, ["vm-1"]);
+        m.set_page_size(None);
+        assert_eq!(page(&ask(&mut m, &[])).0.len(), 5);
+
+        // Bad sizes and tokens, and another filter's token, are 400 and not answered.
+        let answered = m.queries.len();
+        let mut garbled = t1.clone();
+        garbled.insert(1, 'x');
+        for bad in [
+            [("pageSize", "-1"), ("pageToken", "")],
+            [("pageSize", "two"), ("pageToken", "")],
+            [("pageSize", "2"), ("pageToken", "nope")],
+            [("pageSize", "2"), ("pageToken", garbled.as_str())],
+        ] {
+            let (status, body) = ask(&mut m, &bad);
+            assert_eq!(status, 400, "{bad:?}: {body}");
+            assert_eq!(body["error"]["status"], "INVALID_ARGUMENT");
+        }
+        let mut other = query(&format!(
+            "{cpu} AND resource.labels.zone = \"us-central1-a\""
+        ));
+        other.insert("pageToken".to_owned(), t1);
+        assert_eq!(
+            m.handle("GET", "projects/p/timeSeries", &other, &compute).0,
+            400
+        );
+        assert_eq!(m.queries.len(), answered);
     }
 
     #[test]

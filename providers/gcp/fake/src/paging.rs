@@ -1,17 +1,24 @@
-//! Compute Engine's list paging, for every list method the fake serves (the collection
-//! `list`s and `instanceGroups.listInstances`), as Google documents it:
-//! - `maxResults` from 0 to 500, 500 when absent or 0; anything else is `400 invalid`;
-//! - `pageToken`, a token an earlier page of the same list returned; one this fake did not
-//!   issue for that list (garbled, or another list's) is `400 invalid`;
-//! - `nextPageToken` in the reply only while items remain after the page.
+//! List paging, for every list method the fake serves, as Google documents each API's:
 //!
-//! Items come in name order, so pages are deterministic. A token is the last name of its
-//! page sealed with a digest of the list it belongs to: nothing to remember, and a resource
-//! inserted or deleted between pages moves nothing already returned.
+//! | lists | page size | bad page size |
+//! |---|---|---|
+//! | Compute Engine: the collection `list`s and `instanceGroups.listInstances` | `maxResults` 0–500; 500 when absent or 0 | `400 invalid` |
+//! | Secret Manager `projects.secrets.list` | `pageSize`; absent, 0 or above 25000 is 25000 | negative or not a number: `400 INVALID_ARGUMENT` |
+//! | Cloud Monitoring `projects.timeSeries.list` | `pageSize`; absent, 0 or above 100000 is 100000 | negative or not a number: `400 INVALID_ARGUMENT` |
 //!
-//! [`Compute::set_page_size`] is the test hook that makes pages smaller than asked (Compute
-//! Engine may return fewer than `maxResults`), so a client's paging loop runs over a
-//! handful of resources even though it asks for 500 a page.
+//! Everywhere: `pageToken` must be a token an earlier page of the same list returned (one
+//! this fake did not issue for that list, garbled or another list's, is `400` in the API's
+//! error format); `nextPageToken` is in the reply only while items remain after the page.
+//!
+//! Items come in name order (a key per item), so pages are deterministic. A token is the
+//! last key of its page sealed with a digest of the list it belongs to: nothing to
+//! remember, and an item inserted or deleted between pages moves nothing already returned.
+//!
+//! Each API has a test hook that makes pages smaller than asked (the APIs may return fewer
+//! items than a page holds), so a client's paging loop runs over a handful of items even
+//! though it asks for full pages: [`Compute::set_page_size`],
+//! [`SecretManager::set_page_size`](crate::SecretManager::set_page_size) and
+//! [`Monitoring::set_page_size`](crate::Monitoring::set_page_size).
 
 use std::collections::HashMap;
 
@@ -22,7 +29,8 @@ use serde_json::Value;
 use crate::compute::{Compute, Reply};
 use crate::errors;
 
-/// The most items a page holds, and the page size when `maxResults` is absent or 0.
+/// The most items a Compute Engine page holds, and its page size when `maxResults` is
+/// absent or 0.
 pub const MAX_RESULTS: usize = 500;
 
 /// One page of a list: its items and, when more remain, the token of the next page.
@@ -30,6 +38,48 @@ pub const MAX_RESULTS: usize = 500;
 pub(crate) struct Page {
     pub items: Vec<Value>,
     pub next_page_token: Option<String>,
+}
+
+/// Which page of which list a request asks for.
+#[derive(Debug)]
+pub(crate) struct Cursor {
+    list: String,
+    size: usize,
+    /// The last key of the page before, from the request's `pageToken`.
+    after: Option<String>,
+}
+
+impl Cursor {
+    /// The cursor of `query`'s `pageToken` on `list` (any text naming the list: its path
+    /// and whatever else a token must not be carried across, such as a filter), for pages
+    /// of `size` (at least 1); `Err` holds a token this fake did not issue for `list`.
+    fn new(list: &str, size: usize, query: &HashMap<String, String>) -> Result<Self, String> {
+        let after = match query.get("pageToken").filter(|t| !t.is_empty()) {
+            Some(token) => Some(open(list, token).ok_or_else(|| token.clone())?),
+            None => None,
+        };
+        Ok(Self {
+            list: list.to_owned(),
+            size: size.max(1),
+            after,
+        })
+    }
+
+    /// The page of `items` (key → item) this cursor points at.
+    pub(crate) fn page(&self, items: impl IntoIterator<Item = (String, Value)>) -> Page {
+        let mut items: Vec<(String, Value)> = items
+            .into_iter()
+            .filter(|(key, _)| self.after.as_ref().is_none_or(|a| key > a))
+            .collect();
+        items.sort_by(|a, b| a.0.cmp(&b.0));
+        let next_page_token =
+            (items.len() > self.size).then(|| seal(&self.list, &items[self.size - 1].0));
+        items.truncate(self.size);
+        Page {
+            items: items.into_iter().map(|(_, item)| item).collect(),
+            next_page_token,
+        }
+    }
 }
 
 impl Compute {
@@ -48,26 +98,42 @@ impl Compute {
         query: &HashMap<String, String>,
     ) -> Result<Page, Reply> {
         let size = max_results(query)?.min(self.page_size.unwrap_or(MAX_RESULTS));
-        let after = match query.get("pageToken").filter(|t| !t.is_empty()) {
-            Some(token) => Some(open(list, token).ok_or_else(|| {
-                errors::invalid(&format!(
-                    "Invalid value for field 'pageToken': '{token}'. Invalid page token."
-                ))
-            })?),
-            None => None,
-        };
-        let mut items: Vec<(String, Value)> = items
-            .into_iter()
-            .filter(|(name, _)| after.as_ref().is_none_or(|a| name > a))
-            .collect();
-        items.sort_by(|a, b| a.0.cmp(&b.0));
-        let next_page_token = (items.len() > size).then(|| seal(list, &items[size - 1].0));
-        items.truncate(size);
-        Ok(Page {
-            items: items.into_iter().map(|(_, item)| item).collect(),
-            next_page_token,
-        })
+        let cursor = Cursor::new(list, size, query).map_err(|token| {
+            errors::invalid(&format!(
+                "Invalid value for field 'pageToken': '{token}'. Invalid page token."
+            ))
+        })?;
+        Ok(cursor.page(items))
     }
+}
+
+/// The cursor of a `pageSize` list (Secret Manager, Cloud Monitoring): pages of `query`'s
+/// `pageSize`, where absent, 0 and more than `max` mean `max`, and at most `cap` (the
+/// API's test hook); errors are `google.rpc.Status` `400 INVALID_ARGUMENT`.
+pub(crate) fn page_size_cursor(
+    list: &str,
+    query: &HashMap<String, String>,
+    max: usize,
+    cap: Option<usize>,
+) -> Result<Cursor, Reply> {
+    let size = match query.get("pageSize").map(|t| (t, t.parse::<i64>())) {
+        None | Some((_, Ok(0))) => max,
+        Some((_, Ok(n))) if n > 0 => usize::try_from(n).unwrap_or(max).min(max),
+        Some((text, _)) => {
+            return Err(errors::rpc(
+                400,
+                &format!(
+                    "Invalid value at 'page_size' (TYPE_INT32), \"{text}\": must be 0 or more"
+                ),
+            ));
+        }
+    };
+    Cursor::new(list, size.min(cap.unwrap_or(max)), query).map_err(|token| {
+        errors::rpc(
+            400,
+            &format!("The page token \"{token}\" is invalid for this request."),
+        )
+    })
 }
 
 /// `maxResults` as Compute Engine reads it: 0–500, where absent and 0 mean 500.
@@ -90,12 +156,12 @@ fn max_results(query: &HashMap<String, String>) -> Result<usize, Reply> {
     }
 }
 
-/// The token of the page that follows `last` in `list`.
+/// The token of the page that follows the item keyed `last` in `list`.
 fn seal(list: &str, last: &str) -> String {
     format!("{}.{}", URL_SAFE_NO_PAD.encode(last), digest(list, last))
 }
 
-/// The last name of the page before the one `token` asks for, if this fake issued
+/// The last key of the page before the one `token` asks for, if this fake issued
 /// `token` for `list`.
 fn open(list: &str, token: &str) -> Option<String> {
     let (last, check) = token.split_once('.')?;
@@ -293,6 +359,35 @@ mod tests {
         assert_eq!(get(&mut c, NETWORKS, &[("maxResults", "501")]).0, 400);
         c.set_page_size(None);
         assert_eq!(names(&get(&mut c, NETWORKS, &[])).len(), 5);
+    }
+
+    #[test]
+    fn page_size_lists_read_absent_zero_and_too_big_as_the_largest_page() {
+        let items = || (0..11).map(|i| (format!("k{i:02}"), json!(i)));
+        let query = |size: Option<&str>| {
+            size.map(|s| ("pageSize".to_owned(), s.to_owned()))
+                .into_iter()
+                .collect::<HashMap<_, _>>()
+        };
+        for size in [None, Some("0"), Some("10"), Some("11"), Some("99999")] {
+            let cursor = page_size_cursor("l", &query(size), 10, None).expect("valid");
+            let page = cursor.page(items());
+            assert_eq!(page.items.len(), 10, "pageSize={size:?}");
+            assert!(page.next_page_token.is_some());
+        }
+        let page = page_size_cursor("l", &query(Some("3")), 10, None)
+            .expect("valid")
+            .page(items());
+        assert_eq!(page.items, [json!(0), json!(1), json!(2)]);
+        let capped = page_size_cursor("l", &query(Some("3")), 10, Some(2))
+            .expect("valid")
+            .page(items());
+        assert_eq!(capped.items.len(), 2, "the hook caps below pageSize");
+        for bad in ["-1", "two"] {
+            let reply = page_size_cursor("l", &query(Some(bad)), 10, None).expect_err("invalid");
+            assert_eq!(reply.0, 400);
+            assert_eq!(reply.1["error"]["status"], "INVALID_ARGUMENT");
+        }
     }
 
     #[test]

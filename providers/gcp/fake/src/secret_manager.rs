@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `POST secrets?secretId=<id>` | the Secret; `409 ALREADY_EXISTS` if it exists |
 //! | `GET secrets/<id>`, `PATCH secrets/<id>?updateMask=labels` | the Secret; `404 NOT_FOUND` |
-//! | `GET secrets?filter=labels.<k>=<v>` | `{"secrets": [...]}` |
+//! | `GET secrets?filter=labels.<k>=<v>&pageSize=<n>&pageToken=<t>` | a page: `{"secrets": [...], "nextPageToken"}` ([`crate::paging`]); `totalSize` only without a filter |
 //! | `POST secrets/<id>:addVersion` | the SecretVersion `.../versions/<n>`, state `ENABLED` |
 //! | `GET secrets/<id>/versions/<n or latest>:access` | `{"name", "payload": {"data"}}` |
 //! | `POST secrets/<id>:setIamPolicy`, `GET secrets/<id>:getIamPolicy` | the Policy |
@@ -14,13 +14,23 @@
 //! Errors are the `google.rpc.Status` JSON Secret Manager returns
 //! (`{"error": {"code", "message", "status"}}`, no `errors[]`). Payloads are stored as the
 //! base64 the client sent; [`SecretManager`]'s `Debug` never prints them.
+//!
+//! **Paging.** `pageSize` absent, 0 or above [`MAX_PAGE_SIZE`] is [`MAX_PAGE_SIZE`];
+//! negative or not a number is `400 INVALID_ARGUMENT`, and so is a `pageToken` this fake
+//! did not issue for the same project and filter. Secrets come in name order (Google lists
+//! newest first; a client relies on neither). [`SecretManager::set_page_size`] is the test
+//! hook that makes pages smaller than asked, as the API may.
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Value, json};
 
 use crate::compute::Reply;
-use crate::errors;
+use crate::{errors, paging};
+
+/// The most secrets a page holds, and the page size when `pageSize` is absent or 0 (the
+/// API "decides" then).
+pub const MAX_PAGE_SIZE: usize = 25_000;
 
 #[derive(Clone)]
 struct Secret {
@@ -34,6 +44,8 @@ struct Secret {
 #[derive(Default)]
 pub struct SecretManager {
     secrets: BTreeMap<String, Secret>,
+    /// The test hook's cap on list pages.
+    page_size: Option<usize>,
     /// Every mutating request as `METHOD path`, in order.
     pub log: Vec<String>,
 }
@@ -62,6 +74,12 @@ impl SecretManager {
     /// How many versions a secret has.
     pub fn version_count(&self, name: &str) -> usize {
         self.secrets.get(name).map_or(0, |s| s.versions.len())
+    }
+
+    /// Test hook: every `secrets.list` page holds at most `size` secrets (at least 1),
+    /// whatever `pageSize` asks; `None` restores pages of `pageSize`.
+    pub fn set_page_size(&mut self, size: Option<usize>) {
+        self.page_size = size.map(|s| s.max(1));
     }
 
     /// The IAM policy of a secret.
@@ -210,7 +228,16 @@ impl SecretManager {
                 let (key, value) = f.strip_prefix("labels.")?.split_once('=')?;
                 Some((key.to_owned(), value.to_owned()))
             });
-        let secrets: Vec<Value> = self
+        // A token is good for the same project and filter only.
+        let list = format!(
+            "{prefix}?filter={}",
+            query.get("filter").map(String::as_str).unwrap_or_default()
+        );
+        let cursor = match paging::page_size_cursor(&list, query, MAX_PAGE_SIZE, self.page_size) {
+            Ok(cursor) => cursor,
+            Err(reply) => return reply,
+        };
+        let matching: Vec<(String, Value)> = self
             .secrets
             .iter()
             .filter(|(n, _)| n.starts_with(&prefix))
@@ -219,15 +246,24 @@ impl SecretManager {
                     .as_ref()
                     .is_none_or(|(k, v)| s.labels[k.as_str()] == v.as_str())
             })
-            .map(|(n, s)| Self::describe(n, s))
+            .map(|(n, s)| (n.clone(), Self::describe(n, s)))
             .collect();
-        if secrets.is_empty() {
-            return (200, json!({}));
+        // `totalSize` is 0, so omitted, when a filter is set.
+        let filtered = query.get("filter").is_some_and(|f| !f.is_empty());
+        let total = if filtered { 0 } else { matching.len() };
+        let page = cursor.page(matching);
+        // proto3 JSON omits empty lists, zeros and empty strings.
+        let mut reply = json!({});
+        if !page.items.is_empty() {
+            reply["secrets"] = json!(page.items);
         }
-        (
-            200,
-            json!({ "secrets": secrets, "totalSize": secrets.len() }),
-        )
+        if let Some(token) = page.next_page_token {
+            reply["nextPageToken"] = json!(token);
+        }
+        if total > 0 {
+            reply["totalSize"] = json!(total);
+        }
+        (200, reply)
     }
 
     fn patch(&mut self, name: &str, query: &HashMap<String, String>, body: Option<Value>) -> Reply {
@@ -341,6 +377,195 @@ fn valid_id(id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Secrets `s0`…`s{count-1}` labelled `t=a` and `other` labelled `t=b` in project `p`,
+    /// created in reverse so name order is not creation order.
+    fn with_secrets(count: usize) -> SecretManager {
+        let mut sm = SecretManager::default();
+        let ids = (0..count)
+            .rev()
+            .map(|i| (format!("s{i}"), "a"))
+            .chain([("other".to_owned(), "b")]);
+        for (id, label) in ids {
+            let q = HashMap::from([("secretId".to_owned(), id)]);
+            let body = json!({ "replication": { "automatic": {} }, "labels": { "t": label } });
+            let created = sm.handle("POST", "projects/p/secrets", &q, Some(body), None);
+            assert_eq!(created.0, 200, "{}", created.1);
+        }
+        sm
+    }
+
+    fn list(sm: &mut SecretManager, path: &str, query: &[(&str, &str)]) -> Reply {
+        let query = query
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        sm.handle("GET", path, &query, None, None)
+    }
+
+    fn ids(reply: &Reply) -> Vec<String> {
+        assert_eq!(reply.0, 200, "{}", reply.1);
+        reply.1["secrets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| {
+                s["name"]
+                    .as_str()
+                    .expect("named")
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    fn token(reply: &Reply) -> Option<String> {
+        reply.1["nextPageToken"].as_str().map(str::to_owned)
+    }
+
+    const SECRETS: &str = "projects/p/secrets";
+    const LABELLED: (&str, &str) = ("filter", "labels.t=a");
+
+    #[test]
+    fn list_pages_in_name_order_with_a_token_only_while_secrets_remain() {
+        let mut sm = with_secrets(5);
+        let first = list(&mut sm, SECRETS, &[LABELLED, ("pageSize", "2")]);
+        assert_eq!(ids(&first), ["s0", "s1"]);
+        assert_eq!(
+            first.1["totalSize"],
+            Value::Null,
+            "0 with a filter: omitted"
+        );
+        let t1 = token(&first).expect("more remain");
+        let second = list(
+            &mut sm,
+            SECRETS,
+            &[LABELLED, ("pageSize", "2"), ("pageToken", &t1)],
+        );
+        assert_eq!(ids(&second), ["s2", "s3"]);
+        let t2 = token(&second).expect("more remain");
+        let last = list(
+            &mut sm,
+            SECRETS,
+            &[LABELLED, ("pageSize", "2"), ("pageToken", &t2)],
+        );
+        assert_eq!(ids(&last), ["s4"]);
+        assert_eq!(token(&last), None, "{}", last.1);
+
+        // The same request gives the same page; a page ending at the last secret has no
+        // token; without a filter every secret counts in totalSize.
+        assert_eq!(
+            list(&mut sm, SECRETS, &[LABELLED, ("pageSize", "2")]).1,
+            first.1
+        );
+        let exact = list(&mut sm, SECRETS, &[LABELLED, ("pageSize", "5")]);
+        assert_eq!(ids(&exact).len(), 5);
+        assert_eq!(token(&exact), None);
+        let all = list(&mut sm, SECRETS, &[]);
+        assert_eq!(ids(&all), ["other", "s0", "s1", "s2", "s3", "s4"]);
+        assert_eq!(all.1["totalSize"], 6);
+
+        // A secret deleted between pages moves nothing still to come.
+        let none = HashMap::new();
+        assert_eq!(
+            sm.handle("DELETE", "projects/p/secrets/s1", &none, None, None)
+                .0,
+            200
+        );
+        let second = list(
+            &mut sm,
+            SECRETS,
+            &[LABELLED, ("pageSize", "2"), ("pageToken", &t1)],
+        );
+        assert_eq!(ids(&second), ["s2", "s3"]);
+
+        // Another project's list is empty: `{}`.
+        assert_eq!(list(&mut sm, "projects/q/secrets", &[]).1, json!({}));
+    }
+
+    #[test]
+    fn page_size_absent_zero_or_too_big_gives_whole_pages_and_negative_is_invalid() {
+        let mut sm = with_secrets(3);
+        for size in [
+            None,
+            Some("0"),
+            Some("25000"),
+            Some("25001"),
+            Some("1000000"),
+        ] {
+            let query: Vec<(&str, &str)> = size.map(|s| ("pageSize", s)).into_iter().collect();
+            let page = list(&mut sm, SECRETS, &query);
+            assert_eq!(ids(&page).len(), 4, "pageSize={size:?}");
+            assert_eq!(token(&page), None);
+        }
+        for bad in ["-1", "two", "1.5"] {
+            let reply = list(&mut sm, SECRETS, &[("pageSize", bad)]);
+            assert_eq!(reply.0, 400, "pageSize={bad}: {}", reply.1);
+            assert_eq!(reply.1["error"]["status"], "INVALID_ARGUMENT");
+        }
+    }
+
+    #[test]
+    fn a_token_the_fake_did_not_issue_for_this_list_is_invalid() {
+        let mut sm = with_secrets(3);
+        let first = list(&mut sm, SECRETS, &[LABELLED, ("pageSize", "1")]);
+        let issued = token(&first).expect("more remain");
+        let mut garbled = issued.clone();
+        garbled.insert(1, 'x');
+        for bad in ["nope".to_owned(), garbled, issued.replace('.', "")] {
+            let reply = list(&mut sm, SECRETS, &[LABELLED, ("pageToken", &bad)]);
+            assert_eq!(reply.0, 400, "pageToken={bad}: {}", reply.1);
+            assert_eq!(reply.1["error"]["status"], "INVALID_ARGUMENT");
+        }
+        // A token is good for its own project and filter only.
+        for (path, filter) in [
+            (SECRETS, ("filter", "labels.t=b")),
+            (SECRETS, ("filter", "")),
+            ("projects/q/secrets", LABELLED),
+        ] {
+            let reply = list(&mut sm, path, &[filter, ("pageToken", &issued)]);
+            assert_eq!(reply.0, 400, "{path} {filter:?}: {}", reply.1);
+        }
+        assert_eq!(
+            ids(&list(&mut sm, SECRETS, &[LABELLED, ("pageToken", "")])).len(),
+            3
+        );
+    }
+
+    #[test]
+    fn the_page_size_hook_caps_pages_whatever_page_size_asks() {
+        let mut sm = with_secrets(5);
+        sm.set_page_size(Some(2));
+        let mut seen = Vec::new();
+        let mut next: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let mut query = vec![LABELLED, ("pageSize", "25000")];
+            if let Some(t) = &next {
+                query.push(("pageToken", t));
+            }
+            let page = list(&mut sm, SECRETS, &query);
+            pages += 1;
+            let page_ids = ids(&page);
+            assert!(page_ids.len() <= 2, "{page_ids:?}");
+            seen.extend(page_ids);
+            next = token(&page);
+            if next.is_none() {
+                break;
+            }
+        }
+        assert_eq!(pages, 3);
+        assert_eq!(seen, ["s0", "s1", "s2", "s3", "s4"]);
+        assert_eq!(
+            ids(&list(&mut sm, SECRETS, &[LABELLED, ("pageSize", "1")])),
+            ["s0"]
+        );
+        assert_eq!(list(&mut sm, SECRETS, &[("pageSize", "-1")]).0, 400);
+        sm.set_page_size(None);
+        assert_eq!(ids(&list(&mut sm, SECRETS, &[LABELLED])).len(), 5);
+    }
 
     #[test]
     fn create_version_access_delete() {

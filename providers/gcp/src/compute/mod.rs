@@ -31,6 +31,7 @@ use serde_json::Value;
 use crate::auth::TokenSource;
 use crate::http::Transport;
 use crate::monitoring::UsageCache;
+use crate::paging::every_page;
 
 /// A failed call, as Compute Engine reported it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -304,28 +305,21 @@ impl Compute {
     }
 
     /// Every item a Compute Engine list method answers — a collection's `list`, or a
-    /// `POST` one such as `instanceGroups.listInstances` with its `body` — following
-    /// `nextPageToken` from page to page (500 per page).
+    /// `POST` one such as `instanceGroups.listInstances` with its `body` — page by page
+    /// (500 per page) to the last ([`every_page`]).
     pub(crate) async fn list_pages(
         &self,
         method: http::Method,
         path: &str,
         body: Option<&Value>,
     ) -> Result<Vec<Value>, ApiError> {
-        let mut items = Vec::new();
-        let mut page: Option<String> = None;
-        loop {
+        every_page("items", |token| {
             let mut query = vec![("maxResults", "500".to_owned())];
-            if let Some(token) = page.take() {
-                query.push(("pageToken", crate::auth::form_encode(&token)));
-            }
-            let reply = self.call(method.clone(), path, &query, body).await?;
-            items.extend(reply["items"].as_array().into_iter().flatten().cloned());
-            match reply["nextPageToken"].as_str().filter(|t| !t.is_empty()) {
-                Some(token) => page = Some(token.to_owned()),
-                None => return Ok(items),
-            }
-        }
+            query.extend(token.map(|t| ("pageToken", crate::auth::form_encode(&t))));
+            let method = method.clone();
+            async move { self.call(method, path, &query, body).await }
+        })
+        .await
     }
 
     /// Inserts `body` into `collection` with a request ID derived from what is inserted,
