@@ -22,6 +22,7 @@ const MANAGER: &str = "datum-deploy";
 #[command(after_help = "Examples:
   datum deploy hello --image 127.0.0.1:5000/hello:v1 --replicas 2 --port 8080
   datum deploy web --image nginx:1.27 --city LCL
+  datum deploy web --image nginx:1.27 --location-selector topology.datum.net/city-code=LCL
   datum deploy -f workload.yaml")]
 pub struct DeployArgs {
     /// The Workload's name (not needed with -f).
@@ -31,17 +32,22 @@ pub struct DeployArgs {
     #[arg(long, required_unless_present = "file", conflicts_with = "file")]
     image: Option<String>,
     /// Instances per Location.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(0..=1000))]
+    #[arg(long, visible_alias = "min", default_value_t = 1, value_parser = clap::value_parser!(i32).range(0..=1000))]
     replicas: i32,
     /// A port the container listens on (repeatable).
     #[arg(long = "port", value_parser = clap::value_parser!(u16).range(1..))]
     ports: Vec<u16>,
-    /// Place in the Locations with this city code (repeatable).
-    #[arg(long = "city", conflicts_with = "locations")]
+    /// Place in the Locations with these city codes (repeatable, or comma-separated).
+    #[arg(long = "city", value_delimiter = ',', conflicts_with_all = ["locations", "selector"])]
     cities: Vec<String>,
-    /// Place in these Locations (repeatable) [default: local, the Location `datum up` makes]
-    #[arg(long = "location")]
+    /// Place in these Locations (repeatable, or comma-separated) [default: local, the
+    /// Location `datum up` makes]
+    #[arg(long = "location", value_delimiter = ',', conflicts_with = "selector")]
     locations: Vec<String>,
+    /// Place in the Locations whose labels or topology match, as KEY=VALUE (repeatable, or
+    /// comma-separated; all must match).
+    #[arg(long = "location-selector", value_delimiter = ',', value_parser = parse_label, id = "selector")]
+    selector: Vec<(String, String)>,
     /// The Network to attach to; made (with automatic IPAM) when missing.
     #[arg(long, default_value = "default")]
     network: String,
@@ -74,6 +80,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// `KEY=VALUE`, as a selector's label.
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!(
+            "{text:?} is not KEY=VALUE, e.g. topology.datum.net/city-code=LCL"
+        )),
+    }
+}
+
 /// The Workload the flags describe.
 fn workload_from_flags(args: &DeployArgs, name: &str, image: &str) -> serde_json::Value {
     let ports: Vec<_> = args
@@ -85,15 +101,22 @@ fn workload_from_flags(args: &DeployArgs, name: &str, image: &str) -> serde_json
         "name": "default",
         "scaleSettings": { "minReplicas": args.replicas }
     });
-    if args.cities.is_empty() {
+    if !args.cities.is_empty() {
+        placement["cityCodes"] = json!(args.cities);
+    } else if !args.selector.is_empty() {
+        let labels: serde_json::Map<String, serde_json::Value> = args
+            .selector
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect();
+        placement["locationSelector"] = json!({ "matchLabels": labels });
+    } else {
         let locations = if args.locations.is_empty() {
             vec![crate::defaults::LOCATION.to_owned()]
         } else {
             args.locations.clone()
         };
         placement["locations"] = locations.iter().map(|l| json!({ "name": l })).collect();
-    } else {
-        placement["cityCodes"] = json!(args.cities);
     }
     json!({
         "apiVersion": "compute.datumapis.com/v1alpha", "kind": "Workload",
@@ -283,4 +306,71 @@ async fn print_addresses(client: &Client, namespace: &str, name: &str) -> anyhow
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        deploy: DeployArgs,
+    }
+
+    fn placement(flags: &[&str]) -> serde_json::Value {
+        let args = Cli::try_parse_from(
+            ["deploy", "web", "--image", "i"]
+                .iter()
+                .chain(flags)
+                .copied(),
+        )
+        .expect("the flags parse")
+        .deploy;
+        workload_from_flags(&args, "web", "i")["spec"]["placements"][0].clone()
+    }
+
+    #[test]
+    fn placements_follow_the_flags() {
+        assert_eq!(placement(&[])["locations"], json!([{ "name": "local" }]));
+        assert_eq!(
+            placement(&["--location", "a,b", "--location", "c"])["locations"],
+            json!([{ "name": "a" }, { "name": "b" }, { "name": "c" }])
+        );
+        assert_eq!(
+            placement(&["--city", "DFW,LCL"])["cityCodes"],
+            json!(["DFW", "LCL"])
+        );
+        let selected = placement(&[
+            "--location-selector",
+            "topology.datum.net/city-code=LCL,tier=edge",
+        ]);
+        assert_eq!(
+            selected["locationSelector"],
+            json!({ "matchLabels": { "topology.datum.net/city-code": "LCL", "tier": "edge" } })
+        );
+        assert!(selected.get("locations").is_none());
+        assert_eq!(
+            placement(&["--min", "3"])["scaleSettings"]["minReplicas"],
+            3
+        );
+    }
+
+    #[test]
+    fn bad_flags_are_refused() {
+        let parse = |flags: &[&str]| {
+            Cli::try_parse_from(
+                ["deploy", "web", "--image", "i"]
+                    .iter()
+                    .chain(flags)
+                    .copied(),
+            )
+            .map(|_| ())
+        };
+        assert!(parse(&["--location-selector", "no-equals"]).is_err());
+        assert!(parse(&["--city", "DFW", "--location", "a"]).is_err());
+        assert!(parse(&["--location-selector", "a=b", "--location", "a"]).is_err());
+        assert!(parse(&["--replicas", "1001"]).is_err());
+    }
 }
