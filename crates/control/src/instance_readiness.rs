@@ -22,7 +22,6 @@ use std::sync::Arc;
 use datum_api::compute::conditions::{PROGRAMMED, READY, RUNNING, WAITING_FOR_CONTROLLER, reasons};
 use datum_api::compute::{Instance, InstanceStatus};
 use datum_api::conditions::{self, ConditionStatus};
-use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
@@ -30,7 +29,7 @@ use tracing::{debug, warn};
 
 use crate::context::Context;
 use crate::status_write::{self, StatusWriteError};
-use crate::watch;
+use crate::watch::{self, Drive};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InstanceReadinessError {
@@ -47,21 +46,14 @@ pub async fn run(context: Context, shutdown: impl Future<Output = ()> + Send + S
         watch::Filter::Everything,
         context.settings().concurrency,
     )
-    .graceful_shutdown_on(shutdown)
-    .run(
-        crate::context::timed(
-            "instance_readiness",
-            context.settings().metrics.clone(),
-            reconcile,
-        ),
+    .drive(
+        "instance_readiness",
+        context.settings().metrics.clone(),
+        reconcile,
         error_policy,
         Arc::new(context),
+        shutdown,
     )
-    .for_each(|result| async move {
-        if let Err(error) = result {
-            debug!(%error, "instance reconcile failed");
-        }
-    })
     .await;
 }
 

@@ -9,6 +9,7 @@
 //! ```
 
 use std::fmt::Debug;
+use std::future::Future;
 use std::hash::Hash;
 use std::sync::Arc;
 
@@ -140,6 +141,65 @@ where
         .iter()
         .map(|object| ObjectRef::from_obj(object.as_ref()))
         .collect()
+}
+
+/// How every controller here runs: until `shutdown` completes, each reconcile timed into
+/// `metrics` under `name`, failures handed to `error_policy` (which logs what matters) and
+/// otherwise noted at debug level only.
+pub(crate) trait Drive {
+    type Object;
+
+    async fn drive<C, E, F, Fut, P>(
+        self,
+        name: &'static str,
+        metrics: Arc<datum_runtime::metrics::Metrics>,
+        reconcile: F,
+        error_policy: P,
+        context: Arc<C>,
+        shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    ) where
+        C: Send + Sync + 'static,
+        E: std::error::Error + Send + 'static,
+        F: Fn(Arc<Self::Object>, Arc<C>) -> Fut,
+        Fut: Future<Output = Result<kube::runtime::controller::Action, E>> + Send + 'static,
+        P: Fn(Arc<Self::Object>, &E, Arc<C>) -> kube::runtime::controller::Action;
+}
+
+impl<K> Drive for Controller<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Clone + Eq + Hash + Debug + Unpin,
+{
+    type Object = K;
+
+    async fn drive<C, E, F, Fut, P>(
+        self,
+        name: &'static str,
+        metrics: Arc<datum_runtime::metrics::Metrics>,
+        reconcile: F,
+        error_policy: P,
+        context: Arc<C>,
+        shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    ) where
+        C: Send + Sync + 'static,
+        E: std::error::Error + Send + 'static,
+        F: Fn(Arc<K>, Arc<C>) -> Fut,
+        Fut: Future<Output = Result<kube::runtime::controller::Action, E>> + Send + 'static,
+        P: Fn(Arc<K>, &E, Arc<C>) -> kube::runtime::controller::Action,
+    {
+        self.graceful_shutdown_on(shutdown)
+            .run(
+                crate::context::timed(name, metrics, reconcile),
+                error_policy,
+                context,
+            )
+            .for_each(|result| async move {
+                if let Err(error) = result {
+                    tracing::debug!(controller = name, %error, "reconcile failed");
+                }
+            })
+            .await;
+    }
 }
 
 /// Whether `error`, or one of its causes, is the API server's `409 Conflict`: another writer

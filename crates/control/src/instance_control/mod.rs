@@ -34,7 +34,6 @@ use datum_api::compute::conditions::READY;
 use datum_api::compute::{Instance, WorkloadDeployment};
 use datum_api::conditions;
 use datum_api::networking::NetworkBinding;
-use futures::StreamExt;
 use kube::api::{DeleteParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
@@ -42,7 +41,7 @@ use tracing::{debug, info, warn};
 
 use crate::context::Context;
 use crate::status_write::{self, StatusWriteError};
-use crate::watch;
+use crate::watch::{self, Drive};
 
 use plan::{Observed, Step};
 
@@ -71,21 +70,14 @@ pub async fn run(context: Context, shutdown: impl Future<Output = ()> + Send + S
         context.settings().concurrency,
     )
     .owns_shared_stream(caches.instances.subscribe())
-    .graceful_shutdown_on(shutdown)
-    .run(
-        crate::context::timed(
-            "instance_control",
-            context.settings().metrics.clone(),
-            reconcile,
-        ),
+    .drive(
+        "instance_control",
+        context.settings().metrics.clone(),
+        reconcile,
         error_policy,
         Arc::new(context),
+        shutdown,
     )
-    .for_each(|result| async move {
-        if let Err(error) = result {
-            debug!(%error, "deployment reconcile failed");
-        }
-    })
     .await;
 }
 

@@ -28,7 +28,6 @@ use datum_api::networking::{
     LocalNetworkRef, Network, NetworkBinding, NetworkBindingStatus, NetworkContext,
     NetworkContextRef, NetworkContextSpec, names,
 };
-use futures::StreamExt;
 use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
@@ -38,7 +37,7 @@ use tracing::{debug, info, warn};
 use crate::context::Context;
 use crate::label_values::insert_name;
 use crate::status_write::{self, StatusWriteError};
-use crate::watch;
+use crate::watch::{self, Drive};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BindingError {
@@ -94,21 +93,14 @@ pub async fn run(context: Context, shutdown: impl Future<Output = ()> + Send + S
                 .map(|b| ObjectRef::from_obj(b.as_ref()))
                 .collect::<Vec<_>>()
         })
-        .graceful_shutdown_on(shutdown)
-        .run(
-            crate::context::timed(
-                "network_binding",
-                context.settings().metrics.clone(),
-                reconcile,
-            ),
+        .drive(
+            "network_binding",
+            context.settings().metrics.clone(),
+            reconcile,
             error_policy,
             Arc::new(context),
+            shutdown,
         )
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                debug!(%error, "binding reconcile failed");
-            }
-        })
         .await;
 }
 

@@ -43,7 +43,6 @@ use datum_api::compute::{
 use datum_api::conditions::{self, ConditionStatus};
 use datum_api::networking::well_known::{condition_types, reasons};
 use datum_api::networking::{IpAddress, IpFamily, IpamMode, NetworkContext, names};
-use futures::StreamExt;
 use ipnet::IpNet;
 use kube::ResourceExt;
 use kube::api::{Patch, PatchParams};
@@ -53,7 +52,7 @@ use tracing::{debug, info, warn};
 
 use super::Networks;
 use crate::ipam::{AllocatorError, Holder, HostRequest};
-use crate::watch;
+use crate::watch::{self, Drive};
 
 /// Instance condition: every interface has its addresses.
 pub const ADDRESSES_ALLOCATED: &str = "AddressesAllocated";
@@ -97,21 +96,14 @@ pub async fn run(networks: Networks, shutdown: impl Future<Output = ()> + Send +
                     .collect::<Vec<_>>()
             },
         )
-        .graceful_shutdown_on(shutdown)
-        .run(
-            crate::context::timed(
-                "instance_network",
-                networks.context.settings().metrics.clone(),
-                reconcile,
-            ),
+        .drive(
+            "instance_network",
+            networks.context.settings().metrics.clone(),
+            reconcile,
             error_policy,
             Arc::new(networks),
+            shutdown,
         )
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                debug!(%error, "instance network reconcile failed");
-            }
-        })
         .await;
 }
 

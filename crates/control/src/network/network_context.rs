@@ -32,7 +32,6 @@ use datum_api::networking::{
     IpFamily, IpamMode, LocalNetworkContextRef, LocalSubnetReference, Network, NetworkContext,
     NetworkContextStatus, NetworkContextStatusIpam, Subnet, SubnetSpec, SubnetStatus, names,
 };
-use futures::StreamExt;
 use ipnet::IpNet;
 use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
@@ -44,7 +43,7 @@ use super::ranges::{self, RangeError};
 use crate::ipam::{AllocatorError, BlockRequest};
 use crate::label_values::insert_name;
 use crate::status_write::{self, StatusWriteError};
-use crate::watch;
+use crate::watch::{self, Drive};
 
 /// `Ready=False` on a context whose `spec.ipFamilies` is missing.
 pub const ADDRESS_FAMILIES_UNKNOWN: &str = "AddressFamiliesUnknown";
@@ -75,21 +74,14 @@ pub async fn run(networks: Networks, shutdown: impl Future<Output = ()> + Send +
         context.settings().concurrency,
     )
     .owns_shared_stream(caches.subnets.subscribe())
-    .graceful_shutdown_on(shutdown)
-    .run(
-        crate::context::timed(
-            "network_context",
-            networks.context.settings().metrics.clone(),
-            reconcile,
-        ),
+    .drive(
+        "network_context",
+        networks.context.settings().metrics.clone(),
+        reconcile,
         error_policy,
         Arc::new(networks.clone()),
+        shutdown,
     )
-    .for_each(|result| async move {
-        if let Err(error) = result {
-            debug!(%error, "network context reconcile failed");
-        }
-    })
     .await;
 }
 

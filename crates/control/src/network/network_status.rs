@@ -12,7 +12,6 @@ use std::sync::Arc;
 use datum_api::conditions::{self, ConditionStatus};
 use datum_api::networking::well_known::{condition_types, reasons};
 use datum_api::networking::{IpFamily, Network, NetworkStatus, NetworkStatusIpam};
-use futures::StreamExt;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use tracing::{debug, warn};
@@ -20,7 +19,7 @@ use tracing::{debug, warn};
 use super::ranges;
 use crate::context::Context;
 use crate::status_write::{self, StatusWriteError};
-use crate::watch;
+use crate::watch::{self, Drive};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkStatusError {
@@ -37,17 +36,14 @@ pub async fn run(context: Context, shutdown: impl Future<Output = ()> + Send + S
         watch::Filter::Generation,
         context.settings().concurrency,
     )
-    .graceful_shutdown_on(shutdown)
-    .run(
-        crate::context::timed("network", context.settings().metrics.clone(), reconcile),
+    .drive(
+        "network",
+        context.settings().metrics.clone(),
+        reconcile,
         error_policy,
         Arc::new(context),
+        shutdown,
     )
-    .for_each(|result| async move {
-        if let Err(error) = result {
-            debug!(%error, "network reconcile failed");
-        }
-    })
     .await;
 }
 

@@ -21,7 +21,6 @@ use std::sync::Arc;
 
 use datum_api::compute::{Workload, WorkloadDeployment};
 use datum_api::networking::Location;
-use futures::StreamExt;
 use kube::api::{DeleteParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
@@ -29,7 +28,7 @@ use tracing::{debug, info, warn};
 
 use crate::context::Context;
 use crate::status_write::{self, StatusWriteError};
-use crate::watch;
+use crate::watch::{self, Drive};
 
 use desired::PlacementPlan;
 
@@ -61,17 +60,14 @@ pub async fn run(context: Context, shutdown: impl Future<Output = ()> + Send + S
         .watches_shared_stream(caches.locations.subscribe(), move |_location| {
             watch::all_in(&store)
         })
-        .graceful_shutdown_on(shutdown)
-        .run(
-            crate::context::timed("placement", context.settings().metrics.clone(), reconcile),
+        .drive(
+            "placement",
+            context.settings().metrics.clone(),
+            reconcile,
             error_policy,
             Arc::new(context),
+            shutdown,
         )
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                debug!(%error, "workload reconcile failed");
-            }
-        })
         .await;
 }
 

@@ -17,7 +17,6 @@ use std::sync::Arc;
 use datum_api::compute;
 use datum_api::networking::Location;
 use datum_api::short_form;
-use futures::StreamExt;
 use kube::api::{ListParams, ObjectMeta, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
@@ -25,7 +24,7 @@ use tracing::{debug, info, warn};
 
 use crate::context::Context;
 use crate::status_write::{self, StatusWriteError};
-use crate::watch;
+use crate::watch::{self, Drive};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShortFormError {
@@ -60,17 +59,14 @@ pub async fn run(context: Context, shutdown: impl Future<Output = ()> + Send + S
             watch::objects(context.cluster_api::<Location>()),
             move |_| watch::all_in(&store),
         )
-        .graceful_shutdown_on(shutdown)
-        .run(
-            crate::context::timed("short_form", context.settings().metrics.clone(), reconcile),
+        .drive(
+            "short_form",
+            context.settings().metrics.clone(),
+            reconcile,
             error_policy,
             Arc::new(context),
+            shutdown,
         )
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                debug!(%error, "short-form reconcile failed");
-            }
-        })
         .await;
 }
 
