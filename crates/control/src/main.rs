@@ -129,3 +129,21 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     server.await??;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    /// The flags `config/manager/control` (and so the chart) gives datum-control are ones it
+    /// accepts.
+    #[test]
+    fn the_shipped_deployments_flags_are_accepted() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../config/manager/control/deployment.yaml");
+        let yaml = std::fs::read_to_string(&path).expect("the Deployment is readable");
+        let args = datum_testenv::container_args(&yaml).expect("container args");
+        assert!(!args.is_empty());
+        super::Args::try_parse_from(std::iter::once("datum-control".to_owned()).chain(args))
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+}

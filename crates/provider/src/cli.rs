@@ -117,6 +117,25 @@ mod tests {
         run: RunArgs,
     }
 
+    /// The flags `config/manager` (and so the chart) gives the sim, local and gcp providers
+    /// are ones their binaries accept, with valid values.
+    #[test]
+    fn the_shipped_deployments_flags_are_accepted() {
+        for provider in ["sim", "local", "gcp"] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(format!("../../config/manager/{provider}/deployment.yaml"));
+            let yaml = std::fs::read_to_string(&path).expect("the Deployment is readable");
+            let args = datum_testenv::container_args(&yaml).expect("container args");
+            assert!(!args.is_empty(), "{} has args", path.display());
+            let parsed = Args::try_parse_from(std::iter::once("provider".to_owned()).chain(args))
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            parsed
+                .run
+                .options()
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
+    }
+
     #[test]
     fn flags_become_options() {
         let args = Args::parse_from([

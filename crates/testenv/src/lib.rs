@@ -32,4 +32,4 @@ pub use binaries::{BinDir, locate_binaries};
 pub use control_plane::{ControlPlane, Options};
 pub use crds::install_crds;
 pub use error::Error;
-pub use manifests::{Applied, apply_manifests, apply_object};
+pub use manifests::{Applied, apply_manifests, apply_object, container_args};

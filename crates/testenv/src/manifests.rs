@@ -117,3 +117,13 @@ pub async fn apply_manifests(
     }
     Ok(applied)
 }
+
+/// The `args` of the first container of the (single) Deployment in `yaml`: for tests that
+/// check shipped manifests against the flags their binaries accept.
+pub fn container_args(yaml: &str) -> Result<Vec<String>, Error> {
+    let deployment: serde_json::Value = serde_yaml::from_str(yaml)
+        .map_err(|e| Error::Manifest(format!("not one YAML document: {e}")))?;
+    let args = &deployment["spec"]["template"]["spec"]["containers"][0]["args"];
+    serde_json::from_value(args.clone())
+        .map_err(|_| Error::Manifest("the first container has no list of string args".into()))
+}
