@@ -567,28 +567,23 @@ spec:
 
     // Bad input gets one clear sentence: an invalid manifest names the field, an unknown
     // kind says so.
-    let invalid = dir.join("invalid.yaml");
-    std::fs::write(
-        &invalid,
-        "apiVersion: compute.datumapis.com/v1alpha\nkind: Workload\nmetadata: {name: broken}\nspec: {template: {spec: {runtime: {resources: {instanceType: x}}, networkInterfaces: []}}}\n---\napiVersion: example.org/v1\nkind: Gadget\nmetadata: {name: g}\n",
-    )
-    .expect("writable");
-    let rejected = datum(&home, &["deploy", "-f", invalid.to_str().expect("UTF-8")]);
-    let said = String::from_utf8_lossy(&rejected.stderr).into_owned();
-    assert!(!rejected.status.success(), "{said}");
+    let deploy_file = |yaml: &str| {
+        let file = dir.join("bad.yaml");
+        std::fs::write(&file, yaml).expect("writable");
+        let output = datum(&home, &["deploy", "-f", file.to_str().expect("UTF-8")]);
+        assert!(!output.status.success(), "datum deploy -f refuses {yaml}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let said = deploy_file(
+        "apiVersion: compute.datumapis.com/v1alpha\nkind: Workload\nmetadata: {name: broken}\nspec: {template: {spec: {runtime: {resources: {instanceType: x}}, networkInterfaces: []}}}\n",
+    );
     assert!(
         said.contains("Workload default/broken was rejected") && said.contains("spec.placements"),
         "the rejection names the object and the field: {said}"
     );
-    std::fs::write(
-        &invalid,
-        "apiVersion: example.org/v1\nkind: Gadget\nmetadata: {name: g}\n",
-    )
-    .expect("writable");
-    let unknown = datum(&home, &["deploy", "-f", invalid.to_str().expect("UTF-8")]);
-    let said = String::from_utf8_lossy(&unknown.stderr).into_owned();
+    let said = deploy_file("apiVersion: example.org/v1\nkind: Gadget\nmetadata: {name: g}\n");
     assert!(
-        !unknown.status.success() && said.contains("does not know example.org/v1 Gadget"),
+        said.contains("does not know example.org/v1 Gadget"),
         "{said}"
     );
     let missing = datum(&home, &["status", "nope"]);

@@ -9,11 +9,10 @@ mod common;
 
 use common::eventually;
 use common::system::{
-    SERVE_TWO_PORTS, System, create, http_get, location_and_networks, pings, reaches_http, ready,
-    walk, workload,
+    SERVE_TWO_PORTS, System, create, delete_and_wait, http_get, location_and_networks, pings,
+    reaches_http, ready, walk, workload,
 };
 use datum_api::compute::{Instance, Workload, WorkloadDeployment};
-use datum_api::networking::Network;
 use datum_provider_local::names::HostNames;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::ResourceExt;
@@ -116,24 +115,7 @@ async fn workloads_get_ipam_addresses_their_network_only_and_their_policy() {
     );
 
     // Delete everything: no container, namespace, bridge, rule or file of an instance left.
-    for name in ["app", "other", "locked"] {
-        workloads
-            .delete(name, &DeleteParams::default())
-            .await
-            .expect("deletes");
-    }
-    let networks: Api<Network> = Api::namespaced(host.client.clone(), &ns);
-    for name in ["net-a", "net-b"] {
-        networks
-            .delete(name, &DeleteParams::default())
-            .await
-            .expect("deletes");
-    }
-    common::all_gone(&instances).await;
-    eventually("no namespace of this test is left", || async {
-        host.namespaces().is_empty().then_some(())
-    })
-    .await;
+    delete_and_wait(&host, &ns, &["app", "other", "locked"], &["net-a", "net-b"]).await;
     let containers = host
         .containerd()
         .containers_labelled(datum_provider_local::instance::LABEL_INDEX, "0")
@@ -368,15 +350,6 @@ async fn the_shipped_rbac_is_enough_to_run_a_workload_and_nothing_more() {
         "the control plane deletes no Location"
     );
 
-    workloads.delete("site", &delete).await.expect("deletes");
-    Api::<Network>::namespaced(admin.clone(), &ns)
-        .delete("default", &delete)
-        .await
-        .expect("deletes");
-    common::all_gone(&instances).await;
-    eventually("no namespace of this test is left", || async {
-        host.namespaces().is_empty().then_some(())
-    })
-    .await;
+    delete_and_wait(&host, &ns, &["site"], &["default"]).await;
     system.stop().await;
 }

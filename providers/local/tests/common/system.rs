@@ -84,6 +84,25 @@ impl System {
     }
 }
 
+/// Deletes `workloads`, then `networks`, of `namespace`, and waits until no Instance and no
+/// network namespace of the test is left.
+pub async fn delete_and_wait(host: &Host, namespace: &str, workloads: &[&str], networks: &[&str]) {
+    let delete = kube::api::DeleteParams::default();
+    let api: Api<datum_api::compute::Workload> = Api::namespaced(host.client.clone(), namespace);
+    for name in workloads {
+        api.delete(name, &delete).await.expect("deletes");
+    }
+    let api: Api<Network> = Api::namespaced(host.client.clone(), namespace);
+    for name in networks {
+        api.delete(name, &delete).await.expect("deletes");
+    }
+    super::all_gone(&Api::<Instance>::namespaced(host.client.clone(), namespace)).await;
+    super::eventually("no namespace of this test is left", || async {
+        host.namespaces().is_empty().then_some(())
+    })
+    .await;
+}
+
 pub async fn create<K>(api: &Api<K>, value: serde_json::Value)
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
