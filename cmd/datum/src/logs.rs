@@ -50,16 +50,19 @@ struct Source {
     offset: u64,
 }
 
-/// The last `n` lines of `text` (all of it for 0).
-fn last_lines(text: &str, n: usize) -> &str {
+/// Where the last `n` lines of `bytes` start (0 for all of it, or for `n` = 0). Bytes, not
+/// text: a program may write anything to its output.
+fn last_lines_start(bytes: &[u8], n: usize) -> usize {
     if n == 0 {
-        return text;
+        return 0;
     }
-    let body = text.strip_suffix('\n').unwrap_or(text);
-    match body.rmatch_indices('\n').nth(n - 1) {
-        Some((i, _)) => &text[i + 1..],
-        None => text,
-    }
+    let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    body.iter()
+        .enumerate()
+        .rev()
+        .filter(|(_, b)| **b == b'\n')
+        .nth(n - 1)
+        .map_or(0, |(i, _)| i + 1)
 }
 
 /// Prints each complete line of `bytes` with `prefix`; returns how many bytes that used (a
@@ -122,8 +125,8 @@ fn add_sources(
             }
             let offset = match tail {
                 Some(n) => {
-                    let text = std::fs::read_to_string(&path).unwrap_or_default();
-                    (text.len() - last_lines(&text, n).len()) as u64
+                    let bytes = std::fs::read(&path).unwrap_or_default();
+                    last_lines_start(&bytes, n) as u64
                 }
                 None => 0,
             };
@@ -226,11 +229,13 @@ mod tests {
 
     #[test]
     fn the_last_lines_are_cut_at_line_starts() {
-        assert_eq!(last_lines("a\nb\nc\n", 2), "b\nc\n");
-        assert_eq!(last_lines("a\nb\nc", 2), "b\nc");
-        assert_eq!(last_lines("a\nb\n", 5), "a\nb\n");
-        assert_eq!(last_lines("a\nb\n", 0), "a\nb\n");
-        assert_eq!(last_lines("", 3), "");
+        let tail = |bytes: &'static [u8], n| &bytes[last_lines_start(bytes, n)..];
+        assert_eq!(tail(b"a\nb\nc\n", 2), b"b\nc\n");
+        assert_eq!(tail(b"a\nb\nc", 2), b"b\nc");
+        assert_eq!(tail(b"a\nb\n", 5), b"a\nb\n");
+        assert_eq!(tail(b"a\nb\n", 0), b"a\nb\n");
+        assert_eq!(tail(b"", 3), b"");
+        assert_eq!(tail(b"\xff\xfe\nok\n", 1), b"ok\n");
     }
 
     #[test]
