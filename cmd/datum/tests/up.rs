@@ -581,11 +581,16 @@ spec:
         said.contains("Workload default/broken was rejected") && said.contains("spec.placements"),
         "the rejection names the object and the field: {said}"
     );
-    let said = deploy_file("apiVersion: example.org/v1\nkind: Gadget\nmetadata: {name: g}\n");
-    assert!(
-        said.contains("does not know example.org/v1 Gadget"),
-        "{said}"
-    );
+    // An unknown group, and an unknown kind in a known group.
+    for api_version in ["example.org/v1", "compute.datumapis.com/v1alpha"] {
+        let said = deploy_file(&format!(
+            "apiVersion: {api_version}\nkind: Gadget\nmetadata: {{name: g}}\n"
+        ));
+        assert!(
+            said.contains(&format!("does not know {api_version} Gadget")),
+            "{said}"
+        );
+    }
     let missing = datum(&home, &["status", "nope"]);
     assert!(!missing.status.success());
     assert!(

@@ -59,9 +59,17 @@ pub async fn apply_object(
         .split_once('/')
         .unwrap_or(("", &types.api_version));
     let gvk = GroupVersionKind::gvk(group, version, &types.kind);
-    let (resource, caps) = pinned_kind(client, &gvk)
-        .await
-        .map_err(|_| Error::UnknownKind(format!("{} {}", types.api_version, types.kind)))?;
+    // An unknown group is a 404 from the API server, an unknown kind in a known group a
+    // discovery error; anything else (the server unreachable, say) is not about the kind.
+    let (resource, caps) = pinned_kind(client, &gvk).await.map_err(|e| match e {
+        kube::Error::Discovery(_) => {
+            Error::UnknownKind(format!("{} {}", types.api_version, types.kind))
+        }
+        kube::Error::Api(status) if status.code == 404 => {
+            Error::UnknownKind(format!("{} {}", types.api_version, types.kind))
+        }
+        other => other.into(),
+    })?;
     let (api, namespace): (Api<DynamicObject>, _) = match caps.scope {
         Scope::Namespaced => {
             let namespace = object
