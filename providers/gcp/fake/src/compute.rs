@@ -245,14 +245,12 @@ impl Compute {
             Ok(page) => page,
             Err(reply) => return reply,
         };
-        let mut reply = json!({
+        // Compute Engine's own lists show `items` even when empty.
+        let reply = json!({
             "kind": format!("compute#{}List", singular(&target.kind)),
-            "items": page.items,
+            "items": [],
         });
-        if let Some(token) = page.next_page_token {
-            reply["nextPageToken"] = json!(token);
-        }
-        (200, reply)
+        (200, page.into_reply(reply, "items"))
     }
 
     fn insert(

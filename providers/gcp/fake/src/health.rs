@@ -65,14 +65,8 @@ impl Compute {
                 Ok(page) => page,
                 Err(reply) => return reply,
             };
-            let mut reply = json!({ "kind": "compute#instanceGroupsListInstances" });
-            if !page.items.is_empty() {
-                reply["items"] = json!(page.items);
-            }
-            if let Some(token) = page.next_page_token {
-                reply["nextPageToken"] = json!(token);
-            }
-            return (200, reply);
+            let reply = json!({ "kind": "compute#instanceGroupsListInstances" });
+            return (200, page.into_reply(reply, "items"));
         }
         if !matches!(verb, "addInstances" | "removeInstances") {
             return errors::invalid("unsupported custom verb");

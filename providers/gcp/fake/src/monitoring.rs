@@ -255,16 +255,7 @@ impl Monitoring {
                 })));
             }
         }
-        let page = cursor.page(series);
-        // proto3 JSON omits empty lists and empty strings.
-        let mut reply = json!({});
-        if !page.items.is_empty() {
-            reply["timeSeries"] = json!(page.items);
-        }
-        if let Some(token) = page.next_page_token {
-            reply["nextPageToken"] = json!(token);
-        }
-        (200, reply)
+        (200, cursor.page(series).into_reply(json!({}), "timeSeries"))
     }
 }
 

@@ -40,6 +40,21 @@ pub(crate) struct Page {
     pub next_page_token: Option<String>,
 }
 
+impl Page {
+    /// `reply` with this page written in as Google's JSON carries a page: the items under
+    /// `field`, left out when there are none (proto3 JSON omits empty lists; a reply that
+    /// must show an empty list already holds one), and `nextPageToken` while more remain.
+    pub(crate) fn into_reply(self, mut reply: Value, field: &str) -> Value {
+        if !self.items.is_empty() {
+            reply[field] = Value::Array(self.items);
+        }
+        if let Some(token) = self.next_page_token {
+            reply["nextPageToken"] = Value::String(token);
+        }
+        reply
+    }
+}
+
 /// Which page of which list a request asks for.
 #[derive(Debug)]
 pub(crate) struct Cursor {

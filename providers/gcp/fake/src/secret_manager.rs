@@ -251,15 +251,8 @@ impl SecretManager {
         // `totalSize` is 0, so omitted, when a filter is set.
         let filtered = query.get("filter").is_some_and(|f| !f.is_empty());
         let total = if filtered { 0 } else { matching.len() };
-        let page = cursor.page(matching);
-        // proto3 JSON omits empty lists, zeros and empty strings.
-        let mut reply = json!({});
-        if !page.items.is_empty() {
-            reply["secrets"] = json!(page.items);
-        }
-        if let Some(token) = page.next_page_token {
-            reply["nextPageToken"] = json!(token);
-        }
+        let mut reply = cursor.page(matching).into_reply(json!({}), "secrets");
+        // proto3 JSON omits zeros too.
         if total > 0 {
             reply["totalSize"] = json!(total);
         }
