@@ -79,6 +79,13 @@ struct Inner {
     freshness: datum_runtime::freshness::Freshness,
 }
 
+/// What [`crate::watch::Drive`] reads a controller's settings and metrics from.
+impl AsRef<Context> for Context {
+    fn as_ref(&self) -> &Context {
+        self
+    }
+}
+
 impl Context {
     pub fn new(client: Client, settings: Settings) -> Self {
         let reporter = Reporter {

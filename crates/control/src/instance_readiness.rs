@@ -48,7 +48,6 @@ pub async fn run(context: Context, shutdown: impl Future<Output = ()> + Send + S
     )
     .drive(
         "instance_readiness",
-        context.settings().metrics.clone(),
         reconcile,
         error_policy,
         Arc::new(context),

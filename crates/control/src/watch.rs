@@ -143,22 +143,22 @@ where
         .collect()
 }
 
-/// How every controller here runs: until `shutdown` completes, each reconcile timed into
-/// `metrics` under `name`, failures handed to `error_policy` (which logs what matters) and
-/// otherwise noted at debug level only.
+/// How every controller here runs: until `shutdown` completes, each reconcile timed under
+/// `name` into the metrics of the controllers' [`Context`](crate::context::Context),
+/// failures handed to `error_policy` (which logs what matters) and otherwise noted at debug
+/// level only.
 pub(crate) trait Drive {
     type Object;
 
     async fn drive<C, E, F, Fut, P>(
         self,
         name: &'static str,
-        metrics: Arc<datum_runtime::metrics::Metrics>,
         reconcile: F,
         error_policy: P,
         context: Arc<C>,
         shutdown: impl Future<Output = ()> + Send + Sync + 'static,
     ) where
-        C: Send + Sync + 'static,
+        C: AsRef<crate::context::Context> + Send + Sync + 'static,
         E: std::error::Error + Send + 'static,
         F: Fn(Arc<Self::Object>, Arc<C>) -> Fut,
         Fut: Future<Output = Result<kube::runtime::controller::Action, E>> + Send + 'static,
@@ -175,18 +175,18 @@ where
     async fn drive<C, E, F, Fut, P>(
         self,
         name: &'static str,
-        metrics: Arc<datum_runtime::metrics::Metrics>,
         reconcile: F,
         error_policy: P,
         context: Arc<C>,
         shutdown: impl Future<Output = ()> + Send + Sync + 'static,
     ) where
-        C: Send + Sync + 'static,
+        C: AsRef<crate::context::Context> + Send + Sync + 'static,
         E: std::error::Error + Send + 'static,
         F: Fn(Arc<K>, Arc<C>) -> Fut,
         Fut: Future<Output = Result<kube::runtime::controller::Action, E>> + Send + 'static,
         P: Fn(Arc<K>, &E, Arc<C>) -> kube::runtime::controller::Action,
     {
+        let metrics = (*context).as_ref().settings().metrics.clone();
         self.graceful_shutdown_on(shutdown)
             .run(
                 crate::context::timed(name, metrics, reconcile),

@@ -72,7 +72,6 @@ pub async fn run(context: Context, shutdown: impl Future<Output = ()> + Send + S
     .owns_shared_stream(caches.instances.subscribe())
     .drive(
         "instance_control",
-        context.settings().metrics.clone(),
         reconcile,
         error_policy,
         Arc::new(context),

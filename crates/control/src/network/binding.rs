@@ -95,7 +95,6 @@ pub async fn run(context: Context, shutdown: impl Future<Output = ()> + Send + S
         })
         .drive(
             "network_binding",
-            context.settings().metrics.clone(),
             reconcile,
             error_policy,
             Arc::new(context),

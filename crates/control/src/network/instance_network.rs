@@ -98,7 +98,6 @@ pub async fn run(networks: Networks, shutdown: impl Future<Output = ()> + Send +
         )
         .drive(
             "instance_network",
-            networks.context.settings().metrics.clone(),
             reconcile,
             error_policy,
             Arc::new(networks),

@@ -40,6 +40,12 @@ pub struct Networks {
     pub allocator: Arc<Allocator>,
 }
 
+impl AsRef<Context> for Networks {
+    fn as_ref(&self) -> &Context {
+        &self.context
+    }
+}
+
 impl Networks {
     pub fn new(context: Context) -> Self {
         let allocator = Arc::new(Allocator::with_cache(

@@ -76,7 +76,6 @@ pub async fn run(networks: Networks, shutdown: impl Future<Output = ()> + Send +
     .owns_shared_stream(caches.subnets.subscribe())
     .drive(
         "network_context",
-        networks.context.settings().metrics.clone(),
         reconcile,
         error_policy,
         Arc::new(networks.clone()),

@@ -38,7 +38,6 @@ pub async fn run(context: Context, shutdown: impl Future<Output = ()> + Send + S
     )
     .drive(
         "network",
-        context.settings().metrics.clone(),
         reconcile,
         error_policy,
         Arc::new(context),

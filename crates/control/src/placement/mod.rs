@@ -62,7 +62,6 @@ pub async fn run(context: Context, shutdown: impl Future<Output = ()> + Send + S
         })
         .drive(
             "placement",
-            context.settings().metrics.clone(),
             reconcile,
             error_policy,
             Arc::new(context),

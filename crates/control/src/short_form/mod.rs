@@ -61,7 +61,6 @@ pub async fn run(context: Context, shutdown: impl Future<Output = ()> + Send + S
         )
         .drive(
             "short_form",
-            context.settings().metrics.clone(),
             reconcile,
             error_policy,
             Arc::new(context),
