@@ -20,7 +20,7 @@ use datum_control::network::ranges::ula_prefix;
 use futures::StreamExt;
 use ipnet::IpNet;
 use kube::ResourceExt;
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 async fn create<K>(env: &Env, value: serde_json::Value) -> K
@@ -425,6 +425,96 @@ async fn every_interface_gets_an_address_on_its_own_network_and_network_deletion
             done.then_some(())
         },
     )
+    .await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_binding_does_not_remake_the_context_of_a_network_being_deleted() {
+    let mut env = env().await;
+    let location = env.location("l", "sim", "BBB", "r").await;
+    // A finalizer of the test's own keeps the Network in its deleting state after the
+    // garbage collector has taken its dependents, so a context remade then would stay.
+    let _ = network(
+        &env,
+        "green",
+        json!({ "ipam": { "mode": "Auto" }, "ipFamilies": ["IPv4"] }),
+    )
+    .await;
+    let held = json!({ "metadata": { "finalizers": ["test.datum.net/hold"] } });
+    env.api::<Network>()
+        .patch("green", &PatchParams::default(), &Patch::Merge(&held))
+        .await
+        .expect("finalizer added");
+    bind(&env, "green", &location).await;
+    let context_name = format!("green-{location}");
+    eventually("the context made", || async {
+        env.api::<NetworkContext>().get(&context_name).await.ok()
+    })
+    .await;
+
+    env.api::<Network>()
+        .delete("green", &DeleteParams::foreground())
+        .await
+        .expect("deleted");
+    let message = eventually("the binding says the network is being deleted", || async {
+        let binding = env
+            .api::<NetworkBinding>()
+            .get("green-binding")
+            .await
+            .ok()?;
+        let list = binding.status?.conditions;
+        let ready = conditions::get(&list, "Ready")?;
+        (ready.status == "False" && ready.reason == reasons::NETWORK_DELETING)
+            .then(|| ready.message.clone())
+    })
+    .await;
+    assert!(message.contains("green"), "{message}");
+    eventually("the garbage collector has taken the context", || async {
+        let network = env.api::<Network>().get("green").await.ok()?;
+        let foreground_done = !network
+            .finalizers()
+            .iter()
+            .any(|f| f == "foregroundDeletion");
+        let gone = env
+            .api::<NetworkContext>()
+            .get_opt(&context_name)
+            .await
+            .ok()?
+            .is_none();
+        (foreground_done && gone).then_some(())
+    })
+    .await;
+    // The binding retries meanwhile (every 5 s); past one retry, the context stays gone.
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    let context = env
+        .api::<NetworkContext>()
+        .get_opt(&context_name)
+        .await
+        .expect("read");
+    assert!(
+        context.is_none(),
+        "a context was made for a network being deleted: {:?}",
+        context.map(|c| c.metadata.creation_timestamp)
+    );
+
+    env.api::<Network>()
+        .patch(
+            "green",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({ "metadata": { "finalizers": null } })),
+        )
+        .await
+        .expect("finalizer removed");
+    eventually("the binding says the network is gone", || async {
+        let binding = env
+            .api::<NetworkBinding>()
+            .get("green-binding")
+            .await
+            .ok()?;
+        let list = binding.status?.conditions;
+        (conditions::get(&list, "Ready")?.reason == reasons::NETWORK_NOT_FOUND).then_some(())
+    })
     .await;
     env.cleanup().await;
 }

@@ -156,6 +156,9 @@ pub mod reasons {
 
     /// NetworkBinding `Ready=False`: the Network does not exist.
     pub const NETWORK_NOT_FOUND: &str = "NetworkNotFound";
+    /// NetworkBinding `Ready=False`: the Network is being deleted, so no NetworkContext is
+    /// made for it (one made now would hold the deletion up).
+    pub const NETWORK_DELETING: &str = "NetworkDeleting";
     /// NetworkBinding `Ready=False`, and Instance `AddressesAllocated=False`: the Network
     /// named is in another namespace, and a namespace's objects attach only to its own
     /// Networks.

@@ -177,6 +177,21 @@ pub async fn reconcile(
         .await?;
         return Ok(Action::requeue(context.settings().retry));
     };
+    if network.metadata.deletion_timestamp.is_some() {
+        // The garbage collector is taking the Network's contexts; making one again would
+        // race it and hold the deletion up for as long as this binding exists.
+        let message = format!("Network {network_namespace}/{network_name} is being deleted");
+        report(
+            &context,
+            &binding,
+            &namespace,
+            None,
+            reasons::NETWORK_DELETING,
+            message,
+        )
+        .await?;
+        return Ok(Action::requeue(context.settings().retry));
+    }
     let network_context = ensure_context(&context, &binding, &network).await?;
     let ready = network_context
         .status
