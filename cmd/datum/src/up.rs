@@ -150,27 +150,25 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     ensure_free(args.provider_metrics_address, "--provider-metrics-address")?;
     // Before any TLS client exists: the image puller and kube must agree on one provider.
     datum_provider_local::image::install_crypto_provider();
-    let total = 5;
+    let total = 4;
     step(
         1,
         total,
-        "starting etcd, kube-apiserver and kube-controller-manager (the first run builds them from source, several minutes)",
+        "starting etcd, kube-apiserver, the Datum CRDs and kube-controller-manager (the first run builds them from source, several minutes)",
     );
     let started = Instant::now();
     let plane = ControlPlane::start(Options {
         data_dir: Some(dir.clone()),
         apiserver_port: Some(args.port),
+        crds: datum_api::crds::all(),
     })
     .await
     .context("the control plane did not start")?;
     let client = plane.admin_client().await?;
 
-    step(2, total, "installing the Datum CRDs");
-    datum_testenv::install_crds(&client, &datum_api::crds::all()).await?;
-
     let daemon = match args.provider {
         ProviderChoice::Local => {
-            step(3, total, "starting containerd for the local provider");
+            step(2, total, "starting containerd for the local provider");
             Some(
                 datum_provider_local::containerd::Daemon::start(&dir.join("containerd"))
                     .await
@@ -180,13 +178,13 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             )
         }
         ProviderChoice::Sim => {
-            step(3, total, "the sim provider needs no daemon");
+            step(2, total, "the sim provider needs no daemon");
             None
         }
     };
 
     step(
-        4,
+        3,
         total,
         &format!(
             "starting the controllers and the {} provider, with a default Location and Network",
@@ -247,7 +245,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         )),
     };
 
-    step(5, total, "ready");
+    step(4, total, "ready");
     std::fs::write(pid_file(&dir), std::process::id().to_string())?;
     println!(
         "Datum is up in {:.0?} (API server {}, metrics on http://{}/metrics).\n\n  export KUBECONFIG={}\n  kubectl get locations,networks,workloads -A\n  datum deploy hello --image <image>\n  datum status\n\nLocation `{}` (city code {}) is served by the {} provider. Stop with Ctrl-C or `datum down`; state stays in {}.",

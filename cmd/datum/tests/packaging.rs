@@ -43,13 +43,12 @@ fn repo() -> PathBuf {
 /// run cannot create the namespace its objects go in), and an admin client.
 async fn cluster() -> (&'static ControlPlane, Client) {
     static READY: OnceCell<()> = OnceCell::const_new();
-    let cp = ControlPlane::shared().await.expect("control plane starts");
+    let cp = ControlPlane::shared_with(datum_api::crds::all)
+        .await
+        .expect("control plane starts");
     let admin = cp.admin_client().await.expect("admin client");
     READY
         .get_or_init(|| async {
-            datum_testenv::install_crds(&admin, &datum_api::crds::all())
-                .await
-                .expect("every CRD installs");
             let namespace = std::fs::read_to_string(repo().join("config/default/namespace.yaml"))
                 .expect("config/default/namespace.yaml");
             apply(&admin, &namespace).await;

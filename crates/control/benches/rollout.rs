@@ -208,9 +208,12 @@ async fn main() -> anyhow::Result<()> {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(1000);
-    let cp = ControlPlane::start(Options::default()).await?;
+    let cp = ControlPlane::start(Options {
+        crds: datum_api::crds::all(),
+        ..Options::default()
+    })
+    .await?;
     let admin = cp.admin_client().await?;
-    datum_testenv::install_crds(&admin, &datum_api::crds::all()).await?;
     println!(
         "rollout benchmark: {replicas} replicas, one Location, Kubernetes control plane on loopback"
     );

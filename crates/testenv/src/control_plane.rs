@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ObjectMeta, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
@@ -15,6 +16,7 @@ use tokio::sync::OnceCell;
 
 use crate::Error;
 use crate::binaries::locate_binaries;
+use crate::crds::install_crds;
 use crate::pki::{Pki, write_private};
 use crate::process::{ManagedProcess, remove_on_exit};
 
@@ -33,6 +35,10 @@ pub struct Options {
     pub data_dir: Option<PathBuf>,
     /// The API server's port; `None` picks a free one (persisted in `data_dir`).
     pub apiserver_port: Option<u16>,
+    /// CRDs installed (and waited for) before the controller manager starts, so its garbage
+    /// collector follows their owner references from the start: it looks for new resource
+    /// types only every 30 s, and until then deleting an owner leaves its dependents.
+    pub crds: Vec<CustomResourceDefinition>,
 }
 
 /// A running etcd, kube-apiserver and kube-controller-manager.
@@ -99,12 +105,23 @@ fn free_port() -> Result<u16, Error> {
 impl ControlPlane {
     /// The control plane shared by every test in this test binary, started on first use.
     pub async fn shared() -> Result<&'static ControlPlane, Error> {
+        Self::shared_with(Vec::new).await
+    }
+
+    /// Like [`ControlPlane::shared`], with `crds()` installed as [`Options::crds`] describes.
+    /// The first call in a test binary starts the plane, so every caller of one binary
+    /// passes the same CRDs.
+    pub async fn shared_with(
+        crds: fn() -> Vec<CustomResourceDefinition>,
+    ) -> Result<&'static ControlPlane, Error> {
         static SHARED: OnceCell<Result<ControlPlane, String>> = OnceCell::const_new();
         SHARED
             .get_or_init(|| async {
-                Self::start(Options::default())
-                    .await
-                    .map_err(|e| e.to_string())
+                let options = Options {
+                    crds: crds(),
+                    ..Options::default()
+                };
+                Self::start(options).await.map_err(|e| e.to_string())
             })
             .await
             .as_ref()
@@ -168,6 +185,9 @@ impl ControlPlane {
             &logs,
         )?));
         plane.wait_ready(READY_TIMEOUT).await?;
+        if !options.crds.is_empty() {
+            install_crds(&plane.admin_client().await?, &options.crds).await?;
+        }
         plane.processes.push(Arc::new(ManagedProcess::start(
             "kube-controller-manager",
             &bins.kube_controller_manager(),

@@ -9,7 +9,9 @@ use datum_testenv::{ControlPlane, Options};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, ObjectMeta, PostParams,
+};
 use kube::{Api, Client, ResourceExt};
 
 async fn eventually<F, Fut>(what: &str, mut check: F)
@@ -145,6 +147,63 @@ async fn garbage_collector_deletes_dependents() -> anyhow::Result<()> {
         api.get_opt("dependent").await.ok().flatten().is_none()
     })
     .await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_garbage_collector_follows_kinds_whose_crds_are_given_at_start() -> anyhow::Result<()> {
+    let crd = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": { "name": "widgets.test.datum.net" },
+        "spec": { "group": "test.datum.net", "scope": "Namespaced",
+            "names": { "plural": "widgets", "singular": "widget", "kind": "Widget" },
+            "versions": [{ "name": "v1", "served": true, "storage": true,
+                "schema": { "openAPIV3Schema": { "type": "object" } } }] }
+    }))?;
+    let started = Instant::now();
+    let cp = ControlPlane::start(Options {
+        crds: vec![crd],
+        ..Options::default()
+    })
+    .await?;
+    let client = cp.admin_client().await?;
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("test.datum.net", "v1", "Widget"),
+        "widgets",
+    );
+    let widgets: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &resource);
+    let owner = widgets
+        .create(
+            &PostParams::default(),
+            &DynamicObject::new("owner", &resource),
+        )
+        .await?;
+    let maps: Api<ConfigMap> = Api::namespaced(client, "default");
+    let dependent = ConfigMap {
+        metadata: ObjectMeta {
+            owner_references: Some(vec![OwnerReference {
+                api_version: "test.datum.net/v1".into(),
+                kind: "Widget".into(),
+                name: owner.name_any(),
+                uid: owner.uid().expect("created objects have a uid"),
+                ..OwnerReference::default()
+            }]),
+            ..meta("dependent")
+        },
+        ..ConfigMap::default()
+    };
+    maps.create(&PostParams::default(), &dependent).await?;
+    widgets.delete("owner", &DeleteParams::default()).await?;
+    // The garbage collector looks for new kinds 30 s after it starts; had the CRD come
+    // after it, the dependent would stay until then.
+    let rediscovery = started + Duration::from_secs(30);
+    while maps.get_opt("dependent").await?.is_some() {
+        assert!(
+            Instant::now() < rediscovery,
+            "the dependent of a Widget outlived its owner until the garbage collector's rediscovery"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     Ok(())
 }
 

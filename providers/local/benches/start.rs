@@ -397,9 +397,12 @@ async fn main() -> anyhow::Result<()> {
     scratch.registry = Some(child);
     let image = format!("{registry}/datum/busybox:v1");
 
-    let cp = ControlPlane::start(Options::default()).await?;
+    let cp = ControlPlane::start(Options {
+        crds: datum_api::crds::all(),
+        ..Options::default()
+    })
+    .await?;
     let admin: Client = cp.admin_client().await?;
-    datum_testenv::install_crds(&admin, &datum_api::crds::all()).await?;
     let namespace = cp.fresh_namespace(&admin, "bench-start").await?;
     let location = format!("{namespace}-loc");
     Api::<Location>::all(admin.clone())

@@ -334,9 +334,12 @@ async fn main() -> anyhow::Result<()> {
     );
     let total = per_placement * workloads * locations;
 
-    let cp = ControlPlane::start(Options::default()).await?;
+    let cp = ControlPlane::start(Options {
+        crds: datum_api::crds::all(),
+        ..Options::default()
+    })
+    .await?;
     let admin = cp.admin_client().await?;
-    datum_testenv::install_crds(&admin, &datum_api::crds::all()).await?;
     let ns = cp.fresh_namespace(&admin, "scale").await?;
     let state = std::env::temp_dir().join(format!("datum-scale-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&state);

@@ -10,7 +10,6 @@ use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::{ApiCapabilities, Scope, pinned_kind};
 use kube::{Api, Client};
-use tokio::sync::OnceCell;
 
 pub struct Env {
     pub cp: &'static ControlPlane,
@@ -23,15 +22,10 @@ pub struct Env {
 /// The control plane (CRDs installed once per test binary) and a fresh namespace named
 /// after `test`.
 pub async fn env_named(test: &str) -> Env {
-    static CRDS: OnceCell<()> = OnceCell::const_new();
-    let cp = ControlPlane::shared().await.expect("control plane starts");
+    let cp = ControlPlane::shared_with(datum_api::crds::all)
+        .await
+        .expect("control plane starts");
     let client = cp.admin_client().await.expect("admin client");
-    CRDS.get_or_init(|| async {
-        datum_testenv::install_crds(&client, &datum_api::crds::all())
-            .await
-            .expect("every CRD installs");
-    })
-    .await;
     let namespace = cp.fresh_namespace(&client, test).await.expect("namespace");
     Env {
         cp,

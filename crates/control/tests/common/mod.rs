@@ -16,7 +16,7 @@ use datum_control::Settings;
 use datum_testenv::ControlPlane;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
-use tokio::sync::{OnceCell, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub struct Env {
@@ -54,21 +54,16 @@ pub async fn env() -> Env {
 
 /// Like [`env`], but the test starts (and stops) the controllers itself.
 pub async fn env_without_controllers() -> Env {
-    static CRDS: OnceCell<()> = OnceCell::const_new();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_test_writer()
         .try_init();
-    let cp = ControlPlane::shared().await.expect("control plane starts");
+    let cp = ControlPlane::shared_with(datum_api::crds::all)
+        .await
+        .expect("control plane starts");
     let client = cp.admin_client().await.expect("admin client");
-    CRDS.get_or_init(|| async {
-        datum_testenv::install_crds(&client, &datum_api::crds::all())
-            .await
-            .expect("every CRD installs");
-    })
-    .await;
     let test = std::thread::current()
         .name()
         .unwrap_or("test")

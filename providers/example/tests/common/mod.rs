@@ -11,10 +11,10 @@ use datum_provider_example::platform::{Mode, Platform};
 use datum_testenv::ControlPlane;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, CustomResourceExt};
-use tokio::sync::OnceCell;
 
 /// Where the harness keeps the credential Secrets of its ProviderConfigs.
 const SECRET_NAMESPACE: &str = "default";
@@ -26,19 +26,19 @@ pub struct ExampleHarness {
     pub platform: Platform,
 }
 
+/// Datum's CRDs and the example provider's ProviderConfig.
+fn crds() -> Vec<CustomResourceDefinition> {
+    let mut crds = datum_api::crds::all();
+    crds.push(ProviderConfig::crd());
+    crds
+}
+
 /// The control plane with the CRDs installed, and a fresh platform.
 pub async fn harness() -> ExampleHarness {
-    static CRDS: OnceCell<()> = OnceCell::const_new();
-    let cp = ControlPlane::shared().await.expect("control plane starts");
+    let cp = ControlPlane::shared_with(crds)
+        .await
+        .expect("control plane starts");
     let client = cp.admin_client().await.expect("admin client");
-    CRDS.get_or_init(|| async {
-        let mut crds = datum_api::crds::all();
-        crds.push(ProviderConfig::crd());
-        datum_testenv::install_crds(&client, &crds)
-            .await
-            .expect("every CRD installs");
-    })
-    .await;
     ExampleHarness {
         cp,
         client,

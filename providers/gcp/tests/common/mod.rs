@@ -17,7 +17,6 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
-use tokio::sync::OnceCell;
 
 /// The project every test uses.
 pub const PROJECT: &str = "datum-test";
@@ -151,15 +150,10 @@ pub struct GcpHarness {
 
 /// The control plane with CRDs installed, and a fresh fake.
 pub async fn harness() -> GcpHarness {
-    static CRDS: OnceCell<()> = OnceCell::const_new();
-    let cp = ControlPlane::shared().await.expect("control plane starts");
+    let cp = ControlPlane::shared_with(datum_api::crds::all)
+        .await
+        .expect("control plane starts");
     let client = cp.admin_client().await.expect("admin client");
-    CRDS.get_or_init(|| async {
-        datum_testenv::install_crds(&client, &datum_api::crds::all())
-            .await
-            .expect("every CRD installs");
-    })
-    .await;
     GcpHarness {
         cp,
         client,

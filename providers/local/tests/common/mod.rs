@@ -25,7 +25,6 @@ use datum_runtime::shutdown::CancellationToken;
 use datum_testenv::ControlPlane;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
-use tokio::sync::OnceCell;
 
 /// The busybox OCI layouts, built once per test binary: `(plain /bin/sh, serving)`.
 fn image_layouts() -> &'static (PathBuf, PathBuf) {
@@ -77,16 +76,11 @@ fn free_port() -> u16 {
 
 /// Starts everything for test `name`.
 pub async fn host(_test: &str) -> Host {
-    static CRDS: OnceCell<()> = OnceCell::const_new();
     datum_provider_local::image::install_crypto_provider();
-    let cp = ControlPlane::shared().await.expect("control plane starts");
+    let cp = ControlPlane::shared_with(datum_api::crds::all)
+        .await
+        .expect("control plane starts");
     let client = cp.admin_client().await.expect("admin client");
-    CRDS.get_or_init(|| async {
-        datum_testenv::install_crds(&client, &datum_api::crds::all())
-            .await
-            .expect("every CRD installs");
-    })
-    .await;
     let n = SERIAL.fetch_add(1, Ordering::SeqCst);
     let tag = format!("{}{n}", std::process::id() % 100_000);
     let dir = PathBuf::from(format!("/tmp/dpl-{tag}"));

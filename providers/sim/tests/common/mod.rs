@@ -13,7 +13,6 @@ use datum_testenv::ControlPlane;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
-use tokio::sync::OnceCell;
 
 pub struct SimHarness {
     pub cp: &'static ControlPlane,
@@ -23,15 +22,10 @@ pub struct SimHarness {
 
 /// The control plane with CRDs installed, and a ledger directory unique to this test.
 pub async fn harness(test: &str) -> SimHarness {
-    static CRDS: OnceCell<()> = OnceCell::const_new();
-    let cp = ControlPlane::shared().await.expect("control plane starts");
+    let cp = ControlPlane::shared_with(datum_api::crds::all)
+        .await
+        .expect("control plane starts");
     let client = cp.admin_client().await.expect("admin client");
-    CRDS.get_or_init(|| async {
-        datum_testenv::install_crds(&client, &datum_api::crds::all())
-            .await
-            .expect("every CRD installs");
-    })
-    .await;
     let state_dir = std::env::temp_dir().join(format!("datum-sim-{}-{test}", std::process::id()));
     let _ = std::fs::remove_dir_all(&state_dir);
     SimHarness {
