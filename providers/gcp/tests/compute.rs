@@ -10,6 +10,7 @@ use datum_api::compute::{Instance, InstanceSpec};
 use datum_api::networking::{NetworkContext, NetworkContextSpec, Subnet, SubnetSpec};
 use datum_gcp_fake::InjectedError;
 use datum_provider::{ExternalClient, ExternalResource, Observation, PowerState};
+use datum_provider_gcp::compute::Compute;
 use datum_provider_gcp::compute::health_checks::Plan;
 use serde_json::json;
 
@@ -75,6 +76,37 @@ fn sandbox_spec() -> InstanceSpec {
     .expect("a spec")
 }
 
+/// The VPC and subnetwork of NetworkContext `default-loc` (Network `default` in Location
+/// `loc`), which an Instance with an IPAM address on Network `default` joins; their paths.
+async fn default_network(compute: &Compute, settings: &serde_json::Value) -> (String, String) {
+    let context = context_spec();
+    let vpc = compute
+        .create(&named::<NetworkContext>(
+            &context,
+            settings,
+            "c1",
+            "default-loc",
+        ))
+        .await
+        .expect("the VPC");
+    let subnet: SubnetSpec = serde_json::from_value(json!({
+        "subnetClass": "private", "networkContext": { "name": "default-loc" },
+        "location": { "name": "loc" }, "ipFamily": "IPv4",
+        "startAddress": "10.128.0.0", "prefixLength": 24,
+    }))
+    .expect("a spec");
+    let subnetwork = compute
+        .create(&named::<Subnet>(
+            &subnet,
+            settings,
+            "s1",
+            "default-loc-ipv4",
+        ))
+        .await
+        .expect("the subnetwork");
+    (vpc, subnetwork)
+}
+
 #[tokio::test]
 async fn operations_are_polled_to_done_and_the_network_matches_the_context() {
     let fake = Fake::start(4).await;
@@ -125,11 +157,12 @@ async fn synchronous_quota_and_rate_limit_errors_name_their_reason() {
     let fake = Fake::start(1).await;
     let compute = common::connect(&fake.healthy).await;
     let message = "Quota 'CPUS' exceeded.  Limit: 8.0 in region us-central1.";
+    let settings = common::location_settings();
+    default_network(&compute, &settings).await;
     fake.healthy
         .faults
         .fail_next("POST", "/instances", InjectedError::quota_exceeded(message));
     let spec = sandbox_spec();
-    let settings = common::location_settings();
     let error = compute
         .create(&resource::<Instance>(&spec, &settings, "u3"))
         .await
@@ -184,6 +217,7 @@ async fn a_sandbox_runs_on_cos_and_no_secret_reaches_instance_metadata() {
     let compute = common::connect(&fake.healthy).await;
     let spec = sandbox_spec();
     let settings = common::location_settings();
+    default_network(&compute, &settings).await;
     let r = resource::<Instance>(&spec, &settings, "u6");
     let id = compute.create(&r).await.expect("created");
     let instance = fake.fake.with_compute(|c| c.resource(&id)).expect("exists");
@@ -264,32 +298,7 @@ async fn a_vm_joins_its_contexts_vpc_subnetwork_with_firewalls_from_its_policy()
     let fake = Fake::start(1).await;
     let compute = common::connect(&fake.healthy).await;
     let settings = common::location_settings();
-    // The NetworkContext of Network `default` in Location `loc` is `default-loc`.
-    let context = context_spec();
-    let vpc = compute
-        .create(&named::<NetworkContext>(
-            &context,
-            &settings,
-            "c1",
-            "default-loc",
-        ))
-        .await
-        .expect("the VPC");
-    let subnet: SubnetSpec = serde_json::from_value(json!({
-        "subnetClass": "private", "networkContext": { "name": "default-loc" },
-        "location": { "name": "loc" }, "ipFamily": "IPv4",
-        "startAddress": "10.128.0.0", "prefixLength": 24,
-    }))
-    .expect("a spec");
-    let subnetwork = compute
-        .create(&named::<Subnet>(
-            &subnet,
-            &settings,
-            "s1",
-            "default-loc-ipv4",
-        ))
-        .await
-        .expect("the subnetwork");
+    let (vpc, subnetwork) = default_network(&compute, &settings).await;
     assert_eq!(
         subnetwork,
         format!("projects/{PROJECT}/regions/us-central1/subnetworks/datum-s1")
@@ -367,6 +376,31 @@ async fn a_vm_joins_its_contexts_vpc_subnetwork_with_firewalls_from_its_policy()
         fake.fake.with_compute(|c| c.resource(&rule_path)).is_none(),
         "its firewall rules go with it"
     );
+}
+
+/// The control plane allocates an Instance's address before this provider has made its
+/// NetworkContext's VPC; the project's own `default` network is another network, so the
+/// create waits for the VPC instead of joining that.
+#[tokio::test]
+async fn an_instance_with_an_ipam_address_waits_for_its_contexts_vpc() {
+    let fake = Fake::start(1).await;
+    let compute = common::connect(&fake.healthy).await;
+    let settings = common::location_settings();
+    let spec = sandbox_spec();
+    let r = resource::<Instance>(&spec, &settings, "u8");
+    let error = compute.create(&r).await.expect_err("no VPC yet");
+    assert_eq!(error.reason, "NetworkNotReady");
+    assert!(error.message.contains("default-loc"), "{}", error.message);
+    assert!(
+        !fake.names().contains(&"datum-u8".to_owned()),
+        "nothing is created on the project's network"
+    );
+
+    let (vpc, _) = default_network(&compute, &settings).await;
+    let id = compute.create(&r).await.expect("created");
+    let instance = fake.fake.with_compute(|c| c.resource(&id)).expect("exists");
+    let vpc_link = fake.fake.with_compute(|c| c.resource(&vpc)).expect("vpc")["selfLink"].clone();
+    assert_eq!(instance["networkInterfaces"][0]["network"], vpc_link);
 }
 
 /// The bucket is measured on tokio's virtual clock, not the wall clock: once paused, time
@@ -464,6 +498,7 @@ async fn vm_instances_share_a_template_with_ssh_keys_disks_and_user_data_and_it_
     let fake = Fake::start(1).await;
     let compute = common::connect(&fake.healthy).await;
     let settings = common::location_settings();
+    default_network(&compute, &settings).await;
     let spec = vm_spec("100Gi");
     let key = "myuser:ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAqyjfr0gTk1lxqA/eEac0djYWuw+ZLFphPHmfWwxbO5 me@example.com";
     let annotations: std::collections::BTreeMap<String, String> = [(
@@ -576,8 +611,8 @@ async fn vm_instances_share_a_template_with_ssh_keys_disks_and_user_data_and_it_
         .expect("deleted");
     assert_eq!(
         fake.names(),
-        vec!["default".to_owned()],
-        "only the project's own network is left"
+        ["datum-c1", "default", "datum-s1"],
+        "only the networks are left"
     );
 
     // The same revision again, after its template was collected: the template is made
@@ -616,6 +651,7 @@ async fn a_crash_between_insert_and_record_leaves_exactly_one_instance() {
     let settings = common::location_settings();
     let spec = vm_spec("10Gi");
     let r = resource::<Instance>(&spec, &settings, "c9");
+    default_network(&common::connect(&fake.healthy).await, &settings).await;
     // The insert takes effect and the answer never comes: the provider "crashes" there.
     let hanging = common::connect(&fake.hanging).await;
     let error = hanging

@@ -236,7 +236,7 @@ async fn network_policies_become_tag_targeted_firewall_rules_that_follow_their_p
         programmed(&h, &instances, "web", 2).await[0].0["networkInterfaces"][0]["network"].clone();
     assert!(
         rules(&h).iter().all(|r| r["network"] == vpc),
-        "{:?}",
+        "rules outside the web instances' VPC {vpc}: {:?}",
         rules(&h)
     );
     assert!(tags(&programmed(&h, &instances, "client", 1).await[0].0).is_empty());

@@ -12,8 +12,9 @@
 //!   never a value; with such volumes, the project's default service account with the
 //!   `cloud-platform` scope, granted read access to exactly those secrets;
 //! - one NIC per interface: the VPC of the interface's NetworkContext
-//!   (`<network>-<location>`) and its subnetwork in the region; else a project network of
-//!   the interface's network name (a project's `default`).
+//!   (`<network>-<location>`) and its subnetwork in the region, waited for while it is being
+//!   made; only an interface without an IPAM address (so without a NetworkContext) falls
+//!   back to a project network of the interface's network name (a project's `default`).
 //!
 //! The insert request adds what is the Instance's own: name, the IPAM-allocated `networkIP`
 //! of each NIC, network tag `datum-<uid>` (target of its interface policy's rules) and one
@@ -226,17 +227,19 @@ impl Compute {
     }
 
     /// Everything `r` becomes: template name and properties, insert body, volumes.
+    /// `creating`: for an insert, see [`Compute::interfaces`].
     async fn desired(
         &self,
         t: &Target<'_>,
         placement: &Placement,
         r: &ExternalResource<'_, Instance>,
+        creating: bool,
     ) -> Result<(Desired, Vec<Value>), PlatformError> {
         let ssh = ssh_keys::metadata(r.annotations)?;
         let planned = volumes::planned(r.spec);
         let volume_names: Vec<String> = planned.iter().map(|(n, _, _)| n.clone()).collect();
         let mut properties = self.template_properties(r.spec, ssh.as_deref(), &volume_names)?;
-        let (nics, rules) = self.interfaces(placement, r).await?;
+        let (nics, rules) = self.interfaces(placement, r, creating).await?;
         properties["networkInterfaces"] = nics
             .iter()
             .map(|nic| {
@@ -333,11 +336,15 @@ impl Compute {
         Ok(changed)
     }
 
-    /// NICs and firewall rules for each interface.
+    /// NICs and firewall rules for each interface. When `creating`, an interface with an
+    /// IPAM address waits for its NetworkContext's VPC: the control plane hands out the
+    /// address before this provider has made the VPC, and a project network of the same
+    /// name (such as `default`) is another network. NICs are fixed once the instance exists.
     async fn interfaces(
         &self,
         placement: &Placement,
         r: &ExternalResource<'_, Instance>,
+        creating: bool,
     ) -> Result<(Vec<Value>, Vec<Value>), PlatformError> {
         let location = r
             .spec
@@ -350,8 +357,17 @@ impl Compute {
         let mut rules = Vec::new();
         for (i, interface) in r.spec.network_interfaces.iter().enumerate() {
             let context = names::network_context(&interface.network.name, &location);
+            let assigned = r.assigned.get(i).and_then(|a| a.network_ip.as_deref());
             let network = match self.find_network(&placement.project, r.namespace, &context).await? {
                 Some(n) => n,
+                None if creating && assigned.is_some() => {
+                    return Err(PlatformError {
+                        reason: "NetworkNotReady".to_owned(),
+                        message: format!(
+                            "networkInterfaces[{i}]: the VPC network of NetworkContext {context} does not exist yet"
+                        ),
+                    });
+                }
                 None => self
                     .get(&format!("projects/{}/global/networks/{}", placement.project, interface.network.name))
                     .await
@@ -367,7 +383,7 @@ impl Compute {
             let link = network["selfLink"].as_str().unwrap_or_default().to_owned();
             let mut nic = json!({ "network": link });
             // The address our IPAM allocated, not one Compute Engine picks.
-            if let Some(ip) = r.assigned.get(i).and_then(|a| a.network_ip.as_deref()) {
+            if let Some(ip) = assigned {
                 nic["networkIP"] = json!(ip);
             }
             if network["autoCreateSubnetworks"] != true {
@@ -648,7 +664,7 @@ impl ExternalClient<Instance> for Compute {
             name: r.name,
             uid: r.uid,
         };
-        let (mut desired, rules) = self.desired(&target, &placement, r).await?;
+        let (mut desired, rules) = self.desired(&target, &placement, r, true).await?;
         let region = placement.region().map_err(location_error)?;
         let plan = Plan::of(r.spec, r.labels, r.uid, &placement.project, &zone, &region);
         let variants = network_policies::variants(&zone, r.namespace, r.spec, &r.network_policies);
@@ -727,7 +743,7 @@ impl ExternalClient<Instance> for Compute {
             name: r.name,
             uid: r.uid,
         };
-        let (desired, rules) = self.desired(&target, &placement, r).await?;
+        let (desired, rules) = self.desired(&target, &placement, r, false).await?;
         let content_changed = self
             .deliver_volumes(&project, &desired, r.namespace)
             .await?;
