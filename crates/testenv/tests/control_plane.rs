@@ -36,6 +36,23 @@ fn meta(name: &str) -> ObjectMeta {
     }
 }
 
+/// A ConfigMap named `dependent` that `owner` (of `api_version` and `kind`) owns.
+fn dependent(api_version: &str, kind: &str, owner: &impl ResourceExt) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            owner_references: Some(vec![OwnerReference {
+                api_version: api_version.into(),
+                kind: kind.into(),
+                name: owner.name_any(),
+                uid: owner.uid().expect("created objects have a uid"),
+                ..OwnerReference::default()
+            }]),
+            ..meta("dependent")
+        },
+        ..ConfigMap::default()
+    }
+}
+
 #[tokio::test]
 async fn serves_the_pinned_kubernetes_version() -> anyhow::Result<()> {
     let cp = ControlPlane::shared().await?;
@@ -128,20 +145,11 @@ async fn garbage_collector_deletes_dependents() -> anyhow::Result<()> {
             },
         )
         .await?;
-    let dependent = ConfigMap {
-        metadata: ObjectMeta {
-            owner_references: Some(vec![OwnerReference {
-                api_version: "v1".into(),
-                kind: "ConfigMap".into(),
-                name: owner.name_any(),
-                uid: owner.uid().expect("created objects have a uid"),
-                ..OwnerReference::default()
-            }]),
-            ..meta("dependent")
-        },
-        ..ConfigMap::default()
-    };
-    api.create(&PostParams::default(), &dependent).await?;
+    api.create(
+        &PostParams::default(),
+        &dependent("v1", "ConfigMap", &owner),
+    )
+    .await?;
     api.delete("owner", &DeleteParams::default()).await?;
     eventually("the dependent is collected", || async {
         api.get_opt("dependent").await.ok().flatten().is_none()
@@ -179,19 +187,7 @@ async fn the_garbage_collector_follows_kinds_whose_crds_are_given_at_start() -> 
         )
         .await?;
     let maps: Api<ConfigMap> = Api::namespaced(client, "default");
-    let dependent = ConfigMap {
-        metadata: ObjectMeta {
-            owner_references: Some(vec![OwnerReference {
-                api_version: "test.datum.net/v1".into(),
-                kind: "Widget".into(),
-                name: owner.name_any(),
-                uid: owner.uid().expect("created objects have a uid"),
-                ..OwnerReference::default()
-            }]),
-            ..meta("dependent")
-        },
-        ..ConfigMap::default()
-    };
+    let dependent = dependent("test.datum.net/v1", "Widget", &owner);
     maps.create(&PostParams::default(), &dependent).await?;
     widgets.delete("owner", &DeleteParams::default()).await?;
     // The garbage collector looks for new kinds 30 s after it starts; had the CRD come
