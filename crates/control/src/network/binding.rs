@@ -160,38 +160,24 @@ pub async fn reconcile(
         .await?;
         return Ok(Action::await_change());
     }
-    let Some(network) = context
+    // A Network being deleted gets no context either: the garbage collector is taking its
+    // contexts, and one made again would race it and hold the deletion up.
+    let network = match context
         .caches()
         .networks
         .get(Some(&network_namespace), &network_name)
-    else {
-        let message = format!("Network {network_namespace}/{network_name} was not found");
-        report(
-            &context,
-            &binding,
-            &namespace,
-            None,
-            reasons::NETWORK_NOT_FOUND,
-            message,
-        )
-        .await?;
-        return Ok(Action::requeue(context.settings().retry));
+    {
+        Some(network) if network.metadata.deletion_timestamp.is_none() => network,
+        found => {
+            let (reason, state) = match found {
+                Some(_) => (reasons::NETWORK_DELETING, "is being deleted"),
+                None => (reasons::NETWORK_NOT_FOUND, "was not found"),
+            };
+            let message = format!("Network {network_namespace}/{network_name} {state}");
+            report(&context, &binding, &namespace, None, reason, message).await?;
+            return Ok(Action::requeue(context.settings().retry));
+        }
     };
-    if network.metadata.deletion_timestamp.is_some() {
-        // The garbage collector is taking the Network's contexts; making one again would
-        // race it and hold the deletion up for as long as this binding exists.
-        let message = format!("Network {network_namespace}/{network_name} is being deleted");
-        report(
-            &context,
-            &binding,
-            &namespace,
-            None,
-            reasons::NETWORK_DELETING,
-            message,
-        )
-        .await?;
-        return Ok(Action::requeue(context.settings().retry));
-    }
     let network_context = ensure_context(&context, &binding, &network).await?;
     let ready = network_context
         .status
